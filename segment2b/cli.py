@@ -1,0 +1,153 @@
+"""``segment2b`` command line: run the main job, generate the world, open the UI."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from segment2b.partitions import REQUIRED_SEEDS
+from segment2b.policy.store import POLICIES_ENV
+from segment2b.storage.home import HOME_ENV, default_home
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("segment2b")
+
+
+def _instance_home(home: Path) -> Path:
+    """``$DAGSTER_HOME`` if set, else ``<storage home>/dagster`` (created with dagster.yaml)."""
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").resolve()
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    cfg = dagster_home / "dagster.yaml"
+    if not cfg.exists():
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", cfg)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return dagster_home
+
+
+def _run_config(args: argparse.Namespace) -> dict[str, Any]:
+    store: dict[str, Any] = {"home": str(args.home)}
+    if args.policies:
+        store["policies"] = str(Path(args.policies).resolve())
+    world: dict[str, Any] = {"profile": args.profile}
+    if args.merchants:
+        world["n_merchants"] = args.merchants
+    if args.arrivals:
+        world["roster_arrivals"] = args.arrivals
+    return {"resources": {"store": {"config": store}, "world": {"config": world}}}
+
+
+def _execute(job_name: str, run_config: dict[str, Any], partition: str | None = None) -> float:
+    from segment2b.definitions import defs
+
+    t0 = time.perf_counter()
+    result = defs.get_job_def(job_name).execute_in_process(
+        run_config=run_config,
+        instance=dg.DagsterInstance.get(),
+        partition_key=partition,
+        raise_on_error=False,
+    )
+    if not result.success:
+        errors = [
+            ev.event_specific_data.error.message.strip()  # type: ignore[union-attr]
+            for ev in result.all_events
+            if ev.is_failure
+            and ev.event_specific_data is not None
+            and getattr(ev.event_specific_data, "error", None) is not None
+        ]
+        raise SystemExit(
+            f"{job_name} failed (partition {partition}): " + (errors[0] if errors else "")
+        )
+    return time.perf_counter() - t0
+
+
+def cmd_world(args: argparse.Namespace) -> None:
+    """World of every panel seed, then the panel's 1B gate (the gate covers the whole panel)."""
+    rc = _run_config(args)
+    for seed in REQUIRED_SEEDS:
+        secs = _execute("world_job", rc, str(seed))
+        log.info("world seed=%s generated in %.2fs", seed, secs)
+    secs = _execute("gate_job", rc)
+    log.info("1B gate published in %.2fs", secs)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    seeds = args.seeds or list(REQUIRED_SEEDS)
+    rc = _run_config(args)
+    _execute("observe_policies", rc)
+    cmd_world(args)
+    for seed in seeds:
+        secs = _execute("seed_job", rc, str(seed))
+        log.info("seed=%s states materialised in %.2fs", seed, secs)
+    log.info("outputs under %s", args.home)
+
+
+def cmd_ui(args: argparse.Namespace) -> None:
+    env = {**os.environ, HOME_ENV: str(args.home)}
+    if args.policies:
+        env[POLICIES_ENV] = str(Path(args.policies).resolve())
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-w",
+            str(REPO_ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(args.port),
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        check=True,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="segment2b", description=__doc__)
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="storage home (default $SEGMENT2B_HOME or .segment2b)",
+    )
+    parser.add_argument(
+        "--policies",
+        default=None,
+        help="policy pack folder (default $SEGMENT2B_POLICIES or policies/)",
+    )
+    parser.add_argument("--profile", default="realistic", choices=["realistic", "replica"])
+    parser.add_argument("--merchants", type=int, default=None)
+    parser.add_argument("--arrivals", type=int, default=None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="world + every state for the seed panel")
+    p_run.add_argument("--seeds", type=int, nargs="*")
+    sub.add_parser("world", help="generate the upstream world and its 1B gate")
+    p_ui = sub.add_parser("ui", help="Dagster UI (webserver + daemon) on localhost")
+    p_ui.add_argument("--port", type=int, default=3000)
+    args = parser.parse_args(argv)
+    args.home = (args.home or default_home()).resolve()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ[HOME_ENV] = str(args.home)
+    _instance_home(args.home)
+    if args.command == "run":
+        cmd_run(args)
+    elif args.command == "world":
+        cmd_world(args)
+    elif args.command == "ui":
+        cmd_ui(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Asset jobs. Seed-partitioned work runs per seed; the manifest-scoped gate runs once."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from segment2b.partitions import SEED_PARTITIONS
+from segment2b.policy.models import POLICY_IDS
+
+observe_policies_job = dg.define_asset_job(
+    "observe_policies",
+    selection=dg.AssetSelection.assets(*POLICY_IDS),
+    description="Record each policy file's digest as its data version (staleness input).",
+)
+world_job = dg.define_asset_job(
+    "world_job",
+    selection=dg.AssetSelection.assets("upstream_world"),
+    partitions_def=SEED_PARTITIONS,
+    description="Generate the upstream world of one seed.",
+)
+gate_job = dg.define_asset_job(
+    "gate_job",
+    selection=dg.AssetSelection.assets("validation_bundle_1B"),
+    description="Publish the panel's 1B PASS gate and tz cache (after every seed's world).",
+)
+SEED_STATE_KEYS: tuple[str, ...] = ("s5_arrival_roster", "sealed_inputs_2B", "s0_gate_receipt_2B")
+seed_job = dg.define_asset_job(
+    "seed_job",
+    selection=dg.AssetSelection.assets(*SEED_STATE_KEYS),
+    partitions_def=SEED_PARTITIONS,
+    description="Roster, S0 and every later state of one seed, in lineage order.",
+)
+ALL_JOBS = [observe_policies_job, world_job, gate_job, seed_job]

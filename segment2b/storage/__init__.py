@@ -1,0 +1,1 @@
+"""Storage home, hash laws and the stage-then-atomic-rename publish protocol."""

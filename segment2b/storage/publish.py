@@ -1,0 +1,182 @@
+"""Write-once publish (contracts §13): stage on the same filesystem, then one atomic rename.
+
+An existing target with identical bytes is an idempotent no-op. Different bytes under the same
+input version is a determinism defect (``<prefix>-080``). A changed input version replaces a
+*working* output atomically (spec README §2); evidence (``immutable=True``) is never replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from segment2b.errors import SegmentError
+from segment2b.storage.digests import folder_digest, sha256_bytes, sha256_file
+from segment2b.storage.home import StorageHome
+
+Outcome = Literal["published", "idempotent", "replaced"]
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """Where the output landed, how many bytes, and which publish branch ran."""
+
+    path: Path
+    bytes: int
+    digest: str
+    outcome: Outcome
+
+
+def _version_file(home: StorageHome, target: Path) -> Path:
+    return home.versions / (target.relative_to(home.root).as_posix().rstrip("/") + ".version")
+
+
+def _record_version(home: StorageHome, target: Path, input_version: str | None) -> None:
+    if input_version is None:
+        return
+    vf = _version_file(home, target)
+    vf.parent.mkdir(parents=True, exist_ok=True)
+    tmp = vf.with_name(f"{vf.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(input_version, encoding="ascii")
+    os.replace(tmp, vf)
+
+
+def _previous_version(home: StorageHome, target: Path) -> str | None:
+    vf = _version_file(home, target)
+    return vf.read_text(encoding="ascii") if vf.is_file() else None
+
+
+def _conflict(
+    home: StorageHome,
+    target: Path,
+    *,
+    prefix: str,
+    dataset_id: str,
+    input_version: str | None,
+    immutable: bool,
+    digest_prev: str,
+    digest_now: str,
+) -> bool:
+    """Decide what to do with an existing, different target: True = replace, else raise 080."""
+    prev = _previous_version(home, target)
+    if not immutable and input_version is not None and prev is not None and prev != input_version:
+        return True
+    raise SegmentError(
+        f"{prefix}-080",
+        "IMMUTABLE_OVERWRITE: target exists with different bytes"
+        + (" under the same input version" if prev == input_version and prev else ""),
+        dataset=dataset_id,
+        key=str(target),
+        context={"target_path": str(target), "digest_prev": digest_prev, "digest_now": digest_now},
+    )
+
+
+def publish_file(
+    home: StorageHome,
+    target: Path,
+    data: bytes,
+    *,
+    prefix: str,
+    dataset_id: str,
+    input_version: str | None = None,
+    immutable: bool = False,
+) -> PublishResult:
+    """Publish one file via a sibling ``_tmp.<uuid>/`` folder and ``os.replace``."""
+    digest = sha256_bytes(data)
+    outcome: Outcome = "published"
+    if target.exists():
+        prev = sha256_file(target)
+        if prev == digest:
+            _record_version(home, target, input_version)
+            return PublishResult(target, len(data), digest, "idempotent")
+        _conflict(
+            home,
+            target,
+            prefix=prefix,
+            dataset_id=dataset_id,
+            input_version=input_version,
+            immutable=immutable,
+            digest_prev=prev,
+            digest_now=digest,
+        )
+        outcome = "replaced"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = target.parent / f"_tmp.{uuid.uuid4().hex}"
+    try:
+        stage.mkdir()
+        staged = stage / target.name
+        staged.write_bytes(data)
+        os.replace(staged, target)
+    except OSError as exc:
+        raise SegmentError(
+            f"{prefix}-082",
+            f"ATOMIC_PUBLISH_FAILED: {exc}",
+            dataset=dataset_id,
+            key=str(target),
+            context={"staging_path": str(stage), "final_path": str(target)},
+        ) from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    _record_version(home, target, input_version)
+    return PublishResult(target, len(data), digest, outcome)
+
+
+def publish_folder(
+    home: StorageHome,
+    target: Path,
+    write: Callable[[Path], None],
+    *,
+    prefix: str,
+    state: str,
+    dataset_id: str,
+    input_version: str | None = None,
+    immutable: bool = False,
+) -> PublishResult:
+    """Stage a whole partition folder under ``<home>/tmp/<state>_<uuid>/`` and rename it in."""
+    home.tmp.mkdir(parents=True, exist_ok=True)
+    stage = home.tmp / f"{state}_{uuid.uuid4().hex}"
+    stage.mkdir()
+    try:
+        write(stage)
+        digest = folder_digest(stage)
+        size = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
+        outcome: Outcome = "published"
+        if target.exists():
+            prev = folder_digest(target)
+            if prev == digest:
+                _record_version(home, target, input_version)
+                return PublishResult(target, size, digest, "idempotent")
+            _conflict(
+                home,
+                target,
+                prefix=prefix,
+                dataset_id=dataset_id,
+                input_version=input_version,
+                immutable=immutable,
+                digest_prev=prev,
+                digest_now=digest,
+            )
+            retired = home.tmp / f"retired_{state}_{uuid.uuid4().hex}"
+            os.rename(target, retired)
+            shutil.rmtree(retired, ignore_errors=True)
+            outcome = "replaced"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(stage, target)
+        except OSError as exc:
+            raise SegmentError(
+                f"{prefix}-082",
+                f"ATOMIC_PUBLISH_FAILED: {exc}",
+                dataset=dataset_id,
+                key=str(target),
+                context={"staging_path": str(stage), "final_path": str(target)},
+            ) from exc
+        _record_version(home, target, input_version)
+        return PublishResult(target, size, digest, outcome)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
