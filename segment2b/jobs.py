@@ -23,7 +23,10 @@ gate_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("validation_bundle_1B"),
     description="Publish the panel's 1B PASS gate and tz cache (after every seed's world).",
 )
-SEED_STATE_KEYS: tuple[str, ...] = ("s5_arrival_roster", "sealed_inputs_2B", "s0_gate_receipt_2B")
+SEED_STATE_KEYS: tuple[str, ...] = (
+    "s5_arrival_roster", "sealed_inputs_2B", "s0_gate_receipt_2B", "s1_site_weights",
+    "s2_alias_index", "s2_alias_blob", "s3_day_effects", "s4_group_weights",
+)
 seed_job = dg.define_asset_job(
     "seed_job",
     selection=dg.AssetSelection.assets(*SEED_STATE_KEYS),

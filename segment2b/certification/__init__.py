@@ -1,0 +1,1 @@
+"""Realism certification: metrics (certification.md §3), gates (§4), verdicts (§7)."""

@@ -1,0 +1,36 @@
+"""What a state runner returns to its (thin) Dagster asset."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from segment2b.storage.canonical import canonical_json
+from segment2b.storage.digests import sha256_bytes
+from segment2b.storage.publish import PublishResult
+
+
+@dataclass(frozen=True)
+class StateOutcome:
+    """Published outputs of one state run for one seed.
+
+    ``frame`` is the main table (for asset checks); ``report`` the run-report as written;
+    ``data_version`` the digest of every published output (the asset's Dagster data version).
+    """
+
+    frame: pl.DataFrame | None
+    report: Mapping[str, Any]
+    published: Sequence[PublishResult] = field(default_factory=tuple)
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_version(self) -> str:
+        return sha256_bytes(canonical_json([p.digest for p in self.published]))
+
+
+def input_version(code_version: str, **parts: Any) -> str:
+    """Digest of what an output was built from: code version + input digests (publish sidecar)."""
+    return sha256_bytes(canonical_json({"code_version": code_version, **parts}))
