@@ -32,14 +32,14 @@ def stale_report(
     data version changed). Dagster reports staleness only one edge at a time, so
     ``upstream_stale`` lists stale ancestors too: what a rerun from the changed input will touch.
     """
-    from dagster._core.asset_graph_view.asset_graph_view import (  # noqa: PLC2701
+    from dagster._core.asset_graph_view.asset_graph_view import (
         AssetGraphView,
         TemporalContext,
     )
-    from dagster._core.definitions.data_version import (  # noqa: PLC2701
+    from dagster._core.definitions.data_version import (
         CachingStaleStatusResolver,
     )
-    from dagster._time import get_current_datetime  # noqa: PLC2701
+    from dagster._time import get_current_datetime
 
     graph = defs.resolve_asset_graph()
     view = AssetGraphView(

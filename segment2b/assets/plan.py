@@ -44,7 +44,7 @@ S0_KEYS = ["s0_gate_receipt_2B", "sealed_inputs_2B"]
 REGULARIZER_TARGET = 0.10  # policy target for the median delta_mass (a bounded tuner)
 
 
-def _plan(context: dg.AssetExecutionContext, store: SegmentStore, world: WorldSettings):  # noqa: ANN202
+def _plan(context: dg.AssetExecutionContext, store: SegmentStore, world: WorldSettings):
     seed = int(context.partition_key)
     return seed, plan_run(world.config(), world.panel(), store.pack(), seed)
 
