@@ -5,7 +5,6 @@ Grain: ``upstream_world`` — one world (merchants, sites, time zones, arrivals)
 ``s5_arrival_roster`` — one JSONL roster per seed × parameter_hash × run_id.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 import polars as pl
