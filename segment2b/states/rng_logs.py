@@ -1,0 +1,851 @@
+"""RNG evidence shared by S5 and S6: JSONL rows, the time law, trace totals, audit, publish.
+
+* **Byte law** (``s5-router.md`` §3): every line equals
+  ``json.dumps(obj, ensure_ascii=True, sort_keys=True) + "\\n"``. A :class:`JsonlPlan` compiles
+  a file's fields into one polars ``concat_str`` (keys sorted once, constant runs merged into
+  single literals); floats use Python's shortest round-trip ``repr`` evaluated once per
+  *distinct* value; strings are JSON-escaped per distinct value when they hold anything outside
+  printable ASCII minus ``"`` and ``\\``. No Python loop per row.
+* **Rendering**: plans are rendered in chunks of :data:`CHUNK_ROWS` rows and written straight
+  from polars' Arrow string-view buffers (zero-copy; a joined-string fallback covers layouts
+  that are not sequential), so ~1 GB of logs never sits in memory twice.
+* **Time law** (contracts §14): ``ts_utc`` of event/trace row ``k`` is ``created_utc + k µs``.
+* **Trace** (S5 §3.2): one row after each event; ``draws_total``/``blocks_total``/``events_total``
+  cumulative per ``(module, substream_label)`` within the state invocation.
+* **Shared files**: the trace is published by S5 and extended by S6 (S6 publishes the whole
+  file ``S5 rows ‖ S6 rows`` by staged copy + atomic replace); the audit log holds one row per
+  run and is only ever appended to, never republished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from segment2b.catalogue.schemas import json_errors
+from segment2b.errors import SegmentError
+from segment2b.storage.digests import sha256_file
+from segment2b.storage.home import StorageHome
+from segment2b.storage.publish import PublishResult, publish_folder
+
+__all__ = [
+    "AUDIT_SCHEMA",
+    "CHUNK_ROWS",
+    "TRACE_SCHEMA",
+    "Col",
+    "Const",
+    "JsonlPlan",
+    "RunTokens",
+    "WrittenFile",
+    "audit_row",
+    "build_commit",
+    "ensure_audit_row",
+    "event_plan",
+    "float_json",
+    "json_strings",
+    "jsonl_lines",
+    "jsonl_plan",
+    "lines_bytes",
+    "plan_lines",
+    "publish_staged",
+    "publish_trace_s5",
+    "publish_trace_s6",
+    "trace_plan",
+    "ts_utc_series",
+    "write_jsonl",
+    "write_jsonl_split",
+    "write_lines",
+    "write_series",
+]
+
+TRACE_SCHEMA = "schemas.layer1.yaml#/rng/core/rng_trace_log"
+AUDIT_SCHEMA = "schemas.layer1.yaml#/rng/core/rng_audit_log"
+_TS = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z$")
+# JSON-safe without escaping: printable ASCII except '"' (0x22) and '\' (0x5C).
+_UNSAFE = r"[^ !#-\[\]-~]"
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+CHUNK_ROWS = 32_768
+"""Rows serialised per polars call: ~25 MB of lines, so memory stays bounded and warm."""
+
+
+@dataclass(frozen=True)
+class RunTokens:
+    """Run identity written into every RNG row, plus the S0 ``verified_at_utc`` anchor."""
+
+    seed: int
+    parameter_hash: str
+    manifest_fingerprint: str
+    run_id: str
+    created_utc: str
+
+    def path_tokens(self) -> dict[str, str]:
+        return {
+            "seed": str(self.seed),
+            "parameter_hash": self.parameter_hash,
+            "run_id": self.run_id,
+            "manifest_fingerprint": self.manifest_fingerprint,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Line assembly
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Const:
+    """A value identical on every row (serialised once with ``json.dumps``)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Col:
+    """A per-row value from a frame column.
+
+    ``kind``: ``"int"`` (integer column, exact decimal), ``"str"`` (string column, quoted and
+    escaped as needed), ``"json"`` (column already holds JSON text, e.g. :func:`float_json`).
+    """
+
+    name: str
+    kind: Literal["int", "str", "json"] = "int"
+
+
+def json_strings(values: Sequence[str]) -> list[str]:
+    """JSON text (``json.dumps``, ASCII-escaped) of each string, for small dictionaries."""
+    return [json.dumps(v, ensure_ascii=True) for v in values]
+
+
+def float_json(values: np.ndarray) -> pl.Series:
+    """``json.dumps`` text of float64 values (shortest round-trip ``repr``), vectorised.
+
+    ``repr`` runs once per distinct value (``np.unique``), then the strings are gathered.
+
+    Raises
+    ------
+    ValueError
+        On NaN or infinity (``json.dumps`` would emit non-JSON tokens).
+    """
+    arr = np.ascontiguousarray(values, dtype=np.float64)
+    if arr.size and not np.isfinite(arr).all():
+        msg = "non-finite float cannot be written as JSON"
+        raise ValueError(msg)
+    # Unique by bit pattern, not by value: 0.0 and -0.0 compare equal but print differently.
+    bits, inverse = np.unique(arr.view(np.uint64), return_inverse=True)
+    text = pl.Series([repr(v) for v in bits.view(np.float64).tolist()], dtype=pl.String)
+    return text.gather(pl.Series(inverse.ravel().astype(np.uint32)))
+
+
+def _safe_strings(col: pl.Series) -> bool:
+    """True when every value is printable ASCII without ``"`` or ``\\`` (no JSON escaping)."""
+    if col.dtype == pl.Categorical:
+        col = col.cast(pl.String)
+    return not bool(col.str.contains(_UNSAFE).any())
+
+
+@dataclass(frozen=True)
+class JsonlPlan:
+    """How to serialise every row of ``frame`` as one JSONL line (keys sorted).
+
+    ``ts`` = ``(created_utc, a, b)`` adds ``ts_utc = created_utc + (a * row + b) µs`` (time
+    law) without materialising it for the whole file. Build with :func:`jsonl_plan`.
+    """
+
+    frame: pl.DataFrame
+    expr: pl.Expr
+    ts: tuple[str, int, int] | None = None
+
+    @property
+    def n(self) -> int:
+        return self.frame.height
+
+    def chunk(self, start: int, stop: int) -> pl.Series:
+        """Lines of rows ``[start, stop)``."""
+        sub = self.frame.slice(start, stop - start)
+        if self.ts is not None:
+            created, a, b = self.ts
+            k = a * np.arange(start, stop, dtype=np.int64) + b
+            sub = sub.with_columns(ts_utc_series(created, k).alias("ts_utc"))
+        if sub.height == 0:
+            return pl.Series("line", [], dtype=pl.String)
+        return sub.select(self.expr.alias("line")).to_series()
+
+
+def jsonl_plan(
+    frame: pl.DataFrame,
+    fields: Mapping[str, Const | Col],
+    *,
+    ts: tuple[str, int, int] | None = None,
+) -> JsonlPlan:
+    """Compile ``fields`` (JSON key -> :class:`Const` | :class:`Col`) into one ``concat_str``.
+
+    Keys are sorted once; constant runs (keys, separators, constant values, the quotes around
+    escape-free string columns) are merged into single literals. ``Col(..., "str")`` columns
+    are scanned once: if any value needs JSON escaping, the column is replaced by its
+    ``json.dumps`` text mapped per distinct value. A ``ts_utc`` field must be
+    ``Col("ts_utc", "str")`` and needs ``ts``.
+
+    Compatibility guarantee
+    -----------------------
+    Each line equals ``json.dumps(row, ensure_ascii=True, sort_keys=True) + "\\n"``: ``", "``
+    and ``": "`` separators, ASCII escapes, integers exact, floats by ``repr``.
+    """
+    frame_cols: dict[str, pl.Series] = {}
+    pieces: list[pl.Expr | str] = ["{"]
+    for i, key in enumerate(sorted(fields)):
+        spec = fields[key]
+        pieces.append(("" if i == 0 else ", ") + json.dumps(key, ensure_ascii=True) + ": ")
+        if isinstance(spec, Const):
+            pieces.append(json.dumps(spec.value, ensure_ascii=True, sort_keys=True))
+        elif spec.kind == "int":
+            pieces.append(pl.col(spec.name).cast(pl.String))
+        elif spec.kind == "json":
+            pieces.append(pl.col(spec.name))
+        elif spec.name == "ts_utc" and ts is not None:
+            pieces += ['"', pl.col("ts_utc"), '"']  # the time-law format needs no escaping
+        else:
+            col = frame.get_column(spec.name).cast(pl.String)
+            if _safe_strings(col):
+                pieces += ['"', pl.col(spec.name).cast(pl.String), '"']
+            else:
+                uniq = col.unique(maintain_order=True)
+                mapped = pl.Series(json_strings(uniq.to_list()), dtype=pl.String)
+                frame_cols[spec.name] = col.replace_strict(uniq, mapped)
+                pieces.append(pl.col(spec.name))
+    pieces.append("}\n")
+    merged: list[pl.Expr] = []
+    buf = ""
+    for p in pieces:
+        if isinstance(p, str):
+            buf += p
+            continue
+        if buf:
+            merged.append(pl.lit(buf))
+            buf = ""
+        merged.append(p)
+    if buf:
+        merged.append(pl.lit(buf))
+    if frame_cols:
+        frame = frame.with_columns(**frame_cols)
+    return JsonlPlan(frame, pl.concat_str(merged), ts)
+
+
+def plan_lines(plan: JsonlPlan) -> pl.Series:
+    """All lines of a plan at once (small files, tests)."""
+    return plan.chunk(0, plan.n)
+
+
+def jsonl_lines(frame: pl.DataFrame, fields: Mapping[str, Const | Col]) -> pl.Series:
+    """One JSONL line per frame row (with its trailing newline); see :func:`jsonl_plan`."""
+    return plan_lines(jsonl_plan(frame, fields))
+
+
+def lines_bytes(lines: pl.Series) -> bytes:
+    """The file bytes of a line series (small files and tests)."""
+    if lines.len() == 0:
+        return b""
+    return str(lines.str.join("").item()).encode("ascii")
+
+
+def _view_buffers(lines: pl.Series) -> list[memoryview] | None:
+    """Zero-copy byte ranges holding the concatenated lines, or None if not contiguous.
+
+    polars stores strings as Arrow ``string_view``: values longer than 12 bytes live in data
+    buffers, appended in row order by ``concat_str``. When every value is out-of-line and the
+    views walk the buffers strictly sequentially (also true for a slice of such a column), the
+    covered buffer ranges *are* the file bytes.
+    """
+    arr = lines.to_arrow(compat_level=pl.CompatLevel.newest())
+    if isinstance(arr, pa.ChunkedArray):
+        if arr.num_chunks != 1:
+            return None
+        arr = arr.chunk(0)
+    if arr.type != pa.string_view() or arr.null_count or len(arr) == 0:
+        return None
+    bufs = arr.buffers()
+    views = np.frombuffer(bufs[1], dtype=np.uint32, count=4 * (arr.offset + len(arr)))
+    views = views.reshape(-1, 4)[arr.offset :]
+    length = views[:, 0].astype(np.int64)
+    if int(length.min()) <= 12:
+        return None
+    idx = views[:, 2].astype(np.int64)
+    off = views[:, 3].astype(np.int64)
+    end = off + length
+    same = idx[1:] == idx[:-1]
+    step = (idx[1:] == idx[:-1] + 1) & (off[1:] == 0)
+    if not bool(np.all(np.where(same, off[1:] == end[:-1], step))):
+        return None
+    data = bufs[2:]
+    firsts = np.flatnonzero(np.concatenate(([True], ~same)))
+    lasts = np.flatnonzero(np.concatenate((~same, [True])))
+    out = []
+    for lo, hi in zip(firsts.tolist(), lasts.tolist(), strict=True):
+        b = int(idx[lo])
+        if b >= len(data) or int(end[hi]) > data[b].size:
+            return None
+        out.append(memoryview(data[b])[int(off[lo]) : int(end[hi])])
+    return out
+
+
+def write_series(fh: Any, lines: pl.Series) -> int:
+    """Append a line series verbatim to an open binary file; returns bytes written."""
+    if lines.len() == 0:
+        return 0
+    parts = _view_buffers(lines)
+    if parts is None:
+        data = lines_bytes(lines)
+        fh.write(data)
+        return len(data)
+    total = 0
+    for mv in parts:
+        fh.write(mv)
+        total += len(mv)
+    return total
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """A staged JSONL file: rows, bytes and its first/last line (for spot checks)."""
+
+    path: Path
+    rows: int
+    bytes: int
+    first: str | None
+    last: str | None
+
+
+def write_jsonl(
+    path: Path,
+    plan: JsonlPlan,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> WrittenFile:
+    """Serialise rows ``[start, stop)`` of a plan into ``path``, chunk by chunk (bounded memory,
+    zero-copy writes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    end = plan.n if stop is None else stop
+    first = last = None
+    size = 0
+    with path.open("wb") as fh:
+        for a in range(start, end, chunk_rows):
+            lines = plan.chunk(a, min(a + chunk_rows, end))
+            if a == start:
+                first = str(lines[0])
+            last = str(lines[-1])
+            size += write_series(fh, lines)
+    return WrittenFile(path, end - start, size, first, last)
+
+
+def write_jsonl_split(
+    plan: JsonlPlan,
+    ranges: Mapping[Path, tuple[int, int]],
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+) -> dict[Path, WrittenFile]:
+    """Render a plan once, chunk by chunk, writing consecutive row ranges to their own files
+    (per-day logs: the plan's rows are sorted by day; ``ranges`` cover ``[0, n)`` in order)."""
+    spans = sorted(ranges.items(), key=lambda kv: kv[1])
+    out: dict[Path, WrittenFile] = {}
+    k = 0
+    for a in range(0, plan.n, chunk_rows):
+        b = min(a + chunk_rows, plan.n)
+        lines = plan.chunk(a, b)
+        while k < len(spans) and spans[k][1][0] < b:
+            path, (lo, hi) = spans[k]
+            if hi <= lo:
+                k += 1
+                continue
+            s0, s1 = max(lo, a), min(hi, b)
+            part = lines.slice(s0 - a, s1 - s0)
+            prev = out.get(path)
+            if prev is None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("ab" if prev else "wb") as fh:
+                size = write_series(fh, part)
+            first = prev.first if prev else str(part[0])
+            out[path] = WrittenFile(
+                path,
+                (prev.rows if prev else 0) + part.len(),
+                (prev.bytes if prev else 0) + size,
+                first,
+                str(part[-1]),
+            )
+            if hi <= b:
+                k += 1
+            else:
+                break
+    return out
+
+
+def write_lines(lines: pl.Series, path: Path) -> None:
+    """Write a line series verbatim to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        write_series(fh, lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Time law
+# ---------------------------------------------------------------------------------------------
+
+
+def _parse_ts(created_utc: str) -> int:
+    m = _TS.match(created_utc)
+    if not m:
+        msg = f"created_utc {created_utc!r} is not rfc3339_micros"
+        raise ValueError(msg)
+    y, mo, d, h, mi, s, us = (int(g) for g in m.groups())
+    base = dt.datetime(y, mo, d, h, mi, s, tzinfo=dt.UTC)
+    return int(base.timestamp()) * 1_000_000 + us
+
+
+def ts_utc_series(created_utc: str, k: np.ndarray) -> pl.Series:
+    """``created_utc + k µs`` formatted ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (contracts §14).
+
+    Only distinct whole seconds (a handful per million rows) go through ``datetime``; the
+    microsecond part is a zero-padded integer column.
+    """
+    kk = np.asarray(k, dtype=np.int64)
+    if kk.size == 0:
+        return pl.Series("ts_utc", [], dtype=pl.String)
+    total = _parse_ts(created_utc) + kk
+    sec = total // 1_000_000
+    frac = total - sec * 1_000_000
+    s0 = int(sec.min())
+    uniq = range(s0, int(sec.max()) + 1)
+    prefixes = pl.Series(
+        [dt.datetime.fromtimestamp(s, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") for s in uniq],
+        dtype=pl.String,
+    )
+    frame = pl.DataFrame(
+        {
+            "p": prefixes.gather(pl.Series((sec - s0).astype(np.uint32))),
+            "f": pl.Series(frac, dtype=pl.Int64),
+        }
+    )
+    return frame.select(
+        pl.concat_str([pl.col("p"), pl.col("f").cast(pl.String).str.zfill(6), pl.lit("Z")])
+    ).to_series()
+
+
+# ---------------------------------------------------------------------------------------------
+# Event and trace rows
+# ---------------------------------------------------------------------------------------------
+
+
+def _envelope(tokens: RunTokens, *, hi_zero: bool) -> dict[str, Const | Col]:
+    return {
+        "ts_utc": Col("ts_utc", "str"),
+        "run_id": Const(tokens.run_id),
+        "seed": Const(int(tokens.seed)),
+        "parameter_hash": Const(tokens.parameter_hash),
+        "manifest_fingerprint": Const(tokens.manifest_fingerprint),
+        **_counter_fields(hi_zero=hi_zero),
+        "draws": Const("1"),
+        "blocks": Const(1),
+    }
+
+
+def _counter_fields(*, hi_zero: bool) -> dict[str, Const | Col]:
+    """Counter keys; high words that are 0 on every row become constants (fewer pieces)."""
+    return {
+        "rng_counter_before_lo": Col("before_lo"),
+        "rng_counter_before_hi": Const(0) if hi_zero else Col("before_hi"),
+        "rng_counter_after_lo": Col("after_lo"),
+        "rng_counter_after_hi": Const(0) if hi_zero else Col("after_hi"),
+    }
+
+
+def _counter_columns(
+    before_hi: np.ndarray, before_lo: np.ndarray, after_hi: np.ndarray, after_lo: np.ndarray
+) -> tuple[dict[str, pl.Series], bool]:
+    hi_zero = not (before_hi.any() or after_hi.any())
+    cols = {
+        "before_lo": pl.Series(before_lo, dtype=pl.UInt64),
+        "after_lo": pl.Series(after_lo, dtype=pl.UInt64),
+    }
+    if not hi_zero:
+        cols["before_hi"] = pl.Series(before_hi, dtype=pl.UInt64)
+        cols["after_hi"] = pl.Series(after_hi, dtype=pl.UInt64)
+    return cols, hi_zero
+
+
+def event_plan(
+    tokens: RunTokens,
+    *,
+    module: str,
+    substream_label: str,
+    counters: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ts: tuple[int, int],
+    extra_columns: Mapping[str, pl.Series],
+    extra_fields: Mapping[str, Const | Col],
+) -> JsonlPlan:
+    """Rows of one event family (single-uniform events: ``draws="1"``, ``blocks=1``).
+
+    ``counters`` = (before_hi, before_lo, after_hi, after_lo) per event; event ``e`` gets
+    ``ts_utc = created_utc + (ts[0] * e + ts[1]) µs``; ``extra_fields`` are the family's keys.
+    """
+    cols, hi_zero = _counter_columns(*counters)
+    frame = pl.DataFrame({**cols, **extra_columns})
+    fields: dict[str, Const | Col] = {
+        **_envelope(tokens, hi_zero=hi_zero),
+        "module": Const(module),
+        "substream_label": Const(substream_label),
+        **extra_fields,
+    }
+    return jsonl_plan(frame, fields, ts=(tokens.created_utc, *ts))
+
+
+def trace_plan(
+    tokens: RunTokens,
+    *,
+    modules: Sequence[str],
+    labels: Sequence[str],
+    key_codes: np.ndarray,
+    counters: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ts: tuple[int, int],
+) -> JsonlPlan:
+    """Trace rows, one per event in event order, with cumulative per-key totals (S5 §3.2).
+
+    ``key_codes[e]`` indexes ``(modules[c], labels[c])`` of event ``e``. Every routing event has
+    ``draws = 1`` and ``blocks = 1``, so ``draws_total = blocks_total = events_total`` = the
+    running count of the key (accumulator starting at zero per state invocation). Row ``e``
+    gets ``ts_utc = created_utc + (ts[0] * e + ts[1]) µs``.
+    """
+    codes = np.asarray(key_codes, dtype=np.int64)
+    totals = np.zeros(codes.size, dtype=np.uint64)
+    for c in range(len(modules)):
+        idx = np.flatnonzero(codes == c)
+        totals[idx] = np.arange(1, idx.size + 1, dtype=np.uint64)
+    if len(modules) == 1:
+        mod_field: Const | Col = Const(modules[0])
+        lab_field: Const | Col = Const(labels[0])
+        key_cols: dict[str, pl.Series] = {}
+    else:
+        gather = pl.Series(codes.astype(np.uint32))
+        key_cols = {
+            "module": pl.Series(json_strings(modules), dtype=pl.String).gather(gather),
+            "label": pl.Series(json_strings(labels), dtype=pl.String).gather(gather),
+        }
+        mod_field, lab_field = Col("module", "json"), Col("label", "json")
+    cols, hi_zero = _counter_columns(*counters)
+    frame = pl.DataFrame({**cols, "total": pl.Series(totals, dtype=pl.UInt64), **key_cols})
+    fields: dict[str, Const | Col] = {
+        "ts_utc": Col("ts_utc", "str"),
+        "run_id": Const(tokens.run_id),
+        "seed": Const(int(tokens.seed)),
+        "module": mod_field,
+        "substream_label": lab_field,
+        **_counter_fields(hi_zero=hi_zero),
+        "draws_total": Col("total"),
+        "blocks_total": Col("total"),
+        "events_total": Col("total"),
+    }
+    return jsonl_plan(frame, fields, ts=(tokens.created_utc, *ts))
+
+
+# ---------------------------------------------------------------------------------------------
+# Audit row (one per run; wall-clock allowed)
+# ---------------------------------------------------------------------------------------------
+
+
+def build_commit() -> str:
+    """``build_commit``: ``$ENGINE_COMMIT`` as hex64 (a SHA-1 left-padded with 24 zeros), else
+    64 zeros."""
+    raw = os.environ.get("ENGINE_COMMIT", "").strip().lower()
+    if _HEX64.fullmatch(raw):
+        return raw
+    if _HEX40.fullmatch(raw):
+        return "0" * 24 + raw
+    return "0" * 64
+
+
+def audit_row(tokens: RunTokens, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The run's ``rng_audit_log`` row (S5 §3.3): wall-clock ``ts_utc``, null digest/notes."""
+    stamp = (now or dt.datetime.now(tz=dt.UTC)).astimezone(dt.UTC)
+    return {
+        "ts_utc": stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "run_id": tokens.run_id,
+        "seed": int(tokens.seed),
+        "manifest_fingerprint": tokens.manifest_fingerprint,
+        "parameter_hash": tokens.parameter_hash,
+        "algorithm": "philox2x64-10",
+        "build_commit": build_commit(),
+        "code_digest": None,
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "notes": None,
+    }
+
+
+def _stage_replace(target: Path, data: bytes | Callable[[Path], None], code: str, ds: str) -> None:
+    """Write ``data`` to a sibling ``_tmp.<uuid>/`` file and ``os.replace`` it onto ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = target.parent / f"_tmp.{uuid.uuid4().hex}"
+    try:
+        stage.mkdir()
+        staged = stage / target.name
+        if callable(data):
+            data(staged)
+        else:
+            staged.write_bytes(data)
+        os.replace(staged, target)
+    except OSError as exc:
+        raise SegmentError(
+            code,
+            f"ATOMIC_PUBLISH_FAILED: {exc}",
+            dataset=ds,
+            key=str(target),
+            context={"staging_path": str(stage), "final_path": str(target)},
+        ) from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def ensure_audit_row(target: Path, row: Mapping[str, Any], *, prefix: str) -> PublishResult:
+    """Append ``row`` unless a row with the same run identity already exists (S5 §8).
+
+    Identity = ``(run_id, seed, parameter_hash, manifest_fingerprint)``. The file is never
+    rewritten otherwise: the append is ``existing ‖ line`` staged and atomically renamed.
+    """
+    errors = json_errors(AUDIT_SCHEMA, dict(row))
+    if errors:
+        raise SegmentError(
+            f"{prefix}-050",
+            f"audit row fails its schema: {errors[0]}",
+            dataset="rng_audit_log",
+            key=str(target),
+        )
+    ident = tuple(row[k] for k in ("run_id", "seed", "parameter_hash", "manifest_fingerprint"))
+    existing = target.read_bytes() if target.is_file() else b""
+    for raw in existing.splitlines():
+        if not raw.strip():
+            continue
+        try:
+            prev = json.loads(raw)
+        except ValueError as exc:
+            raise SegmentError(
+                f"{prefix}-050",
+                f"existing audit log holds a non-JSON line: {exc}",
+                dataset="rng_audit_log",
+                key=str(target),
+            ) from exc
+        if (
+            tuple(prev.get(k) for k in ("run_id", "seed", "parameter_hash", "manifest_fingerprint"))
+            == ident
+        ):
+            return PublishResult(target, len(existing), sha256_file(target), "idempotent")
+    line = (json.dumps(dict(row), ensure_ascii=True, sort_keys=True) + "\n").encode("ascii")
+    data = existing + line
+    _stage_replace(target, data, f"{prefix}-082", "rng_audit_log")
+    return PublishResult(target, len(data), hashlib.sha256(data).hexdigest(), "published")
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing
+# ---------------------------------------------------------------------------------------------
+
+
+def publish_staged(
+    home: StorageHome,
+    target: Path,
+    staged: Path,
+    *,
+    prefix: str,
+    state: str,
+    dataset_id: str,
+    input_version: str,
+) -> PublishResult:
+    """Publish a partition folder whose files were already written (validated) under ``staged``.
+
+    The children of ``staged`` are moved (same-filesystem renames) into
+    :func:`~segment2b.storage.publish.publish_folder`'s stage, which digests the folder (H2) and
+    renames it onto ``target``: existing identical folder -> idempotent; different ->
+    ``<prefix>-080`` unless the input version changed (README §2 working-output replace).
+    Used for event families (``run_id=…/part-00000.jsonl``) and the per-day logs (the whole
+    ``run_id=…/`` folder with its ``utc_day=…/`` files: one atomic rename for every day).
+    """
+
+    def write(stage: Path) -> None:
+        for child in sorted(staged.iterdir()):
+            os.replace(child, stage / child.name)
+
+    return publish_folder(
+        home,
+        target,
+        write,
+        prefix=prefix,
+        state=state,
+        dataset_id=dataset_id,
+        input_version=input_version,
+    )
+
+
+def _version_file(home: StorageHome, target: Path, tag: str) -> Path:
+    rel = target.relative_to(home.root).as_posix()
+    return home.versions / f"{rel}.{tag}.version"
+
+
+def _read_version(home: StorageHome, target: Path, tag: str) -> str | None:
+    vf = _version_file(home, target, tag)
+    return vf.read_text(encoding="ascii") if vf.is_file() else None
+
+
+def _write_version(home: StorageHome, target: Path, tag: str, version: str) -> None:
+    vf = _version_file(home, target, tag)
+    vf.parent.mkdir(parents=True, exist_ok=True)
+    tmp = vf.with_name(f"{vf.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(version, encoding="ascii")
+    os.replace(tmp, vf)
+
+
+def _hash_and_prefix_match(staged: Path, target: Path | None) -> tuple[str, bool]:
+    """SHA-256 of ``staged`` and whether ``target`` starts with exactly its bytes (one pass)."""
+    h = hashlib.sha256()
+    chunk = 1 << 22
+    match = target is not None and target.stat().st_size >= staged.stat().st_size
+    with (
+        staged.open("rb") as b,
+        target.open("rb") if match and target else open(os.devnull, "rb") as a,
+    ):
+        while want := b.read(chunk):
+            h.update(want)
+            if match and a.read(len(want)) != want:
+                match = False
+    return h.hexdigest(), match
+
+
+def _last_line(path: Path) -> bytes:
+    size = path.stat().st_size
+    if size == 0:
+        return b""
+    with path.open("rb") as fh:
+        back = min(size, 1 << 16)
+        while True:
+            fh.seek(size - back)
+            tail = fh.read(back).rstrip(b"\n")
+            cut = tail.rfind(b"\n")
+            if cut >= 0 or back == size:
+                return tail[cut + 1 :]
+            back = min(size, back * 4)
+
+
+def publish_trace_s5(
+    home: StorageHome, target: Path, staged: Path, *, input_version: str
+) -> PublishResult:
+    """Publish S5's trace rows (S5 §8) from a staged file on the target's filesystem.
+
+    * target absent -> publish;
+    * target starts with exactly the new bytes (equal, or S6 appended after S5) -> idempotent;
+    * otherwise, if S5's recorded input version differs -> replace the file with the new S5 rows
+      (any S6 tail is dropped: S6 is stale and re-appends);
+    * else ``2B-S5-080``.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    exists = target.exists()
+    digest, prefix_ok = _hash_and_prefix_match(staged, target if exists else None)
+    size = staged.stat().st_size
+    outcome: Literal["published", "idempotent", "replaced"] = "published"
+    if exists:
+        if prefix_ok:
+            _write_version(home, target, "s5", input_version)
+            return PublishResult(target, size, digest, "idempotent")
+        prev = _read_version(home, target, "s5")
+        if prev is None or prev == input_version:
+            raise SegmentError(
+                "2B-S5-080",
+                "IMMUTABLE_OVERWRITE: existing trace does not start with this run's S5 rows",
+                dataset="rng_trace_log",
+                key=str(target),
+                context={"digest_now": digest},
+            )
+        outcome = "replaced"
+
+    def move(dst: Path) -> None:
+        os.replace(staged, dst)
+
+    _stage_replace(target, move, "2B-S5-082", "rng_trace_log")
+    _write_version(home, target, "s5", input_version)
+    return PublishResult(target, size, digest, outcome)
+
+
+def publish_trace_s6(
+    home: StorageHome, target: Path, tail: bytes, *, input_version: str
+) -> PublishResult | None:
+    """Append S6's trace rows after S5's (S6 §7) by publishing ``existing ‖ tail`` atomically.
+
+    * no S6 rows -> no-op (``None``), but an existing S6 tail is a replay mismatch
+      (``2B-S6-095``);
+    * target ends with exactly the tail -> idempotent;
+    * target's last row is an S6 row -> ``2B-S6-081``, unless S6's recorded input version
+      differs, in which case the old S6 tail is replaced;
+    * target absent -> the tail becomes the file (spec: rename temp into place).
+
+    The returned digest and size are those of S6's tail (S6's contribution to the shared file).
+    """
+    tail_module = b'"module": "2B.virtual_edge"'
+    if not tail:
+        if target.is_file() and tail_module in _last_line(target):
+            raise SegmentError(
+                "2B-S6-095",
+                "REPLAY_MISMATCH: no virtual arrivals now, but the trace holds S6 rows",
+                dataset="rng_trace_log",
+                key=str(target),
+            )
+        return None
+    digest = hashlib.sha256(tail).hexdigest()
+    if not target.exists():
+        _stage_replace(target, tail, "2B-S6-082", "rng_trace_log")
+        _write_version(home, target, "s6", input_version)
+        return PublishResult(target, len(tail), digest, "published")
+    size = target.stat().st_size
+    if size >= len(tail):
+        with target.open("rb") as fh:
+            fh.seek(size - len(tail))
+            if fh.read() == tail:
+                _write_version(home, target, "s6", input_version)
+                return PublishResult(target, len(tail), digest, "idempotent")
+    outcome: Literal["published", "replaced"] = "published"
+    keep = size
+    if tail_module in _last_line(target):
+        prev = _read_version(home, target, "s6")
+        if prev is None or prev == input_version:
+            raise SegmentError(
+                "2B-S6-081",
+                "NON_IDEMPOTENT_REEMIT: the trace already holds a different S6 append",
+                dataset="rng_trace_log",
+                key=str(target),
+            )
+        existing = target.read_bytes()
+        pos = existing.find(tail_module)
+        keep = existing.rfind(b"\n", 0, pos) + 1
+        outcome = "replaced"
+
+    def write(staged: Path) -> None:
+        shutil.copyfile(target, staged)  # kernel copy of the S5 part
+        with staged.open("r+b") as dst:
+            dst.truncate(keep)
+            dst.seek(keep)
+            dst.write(tail)
+
+    _stage_replace(target, write, "2B-S6-082", "rng_trace_log")
+    _write_version(home, target, "s6", input_version)
+    return PublishResult(target, len(tail), digest, outcome)

@@ -1,0 +1,1495 @@
+"""2B.S5 — router core: for every arrival pick a tz-group, then a site inside it (s5-router.md).
+
+Grain: one routing decision per roster arrival (roster order = arrival order); two
+single-uniform Philox draws each from the ``routing_selection`` stream keyed by
+``(seed, parameter_hash, run_id)``: arrival ``i`` uses ``ctr0 + 2i`` (group) and ``ctr0 + 2i + 1``
+(site). Outputs are run-scoped RNG evidence only (two event families, the shared trace, the
+audit row) plus the per-day selection log; no plan table is written.
+
+Layout: a pure, vectorised core (:func:`parse_roster`, :func:`build_routing_plan`,
+:func:`route_arrivals`, :func:`s5_log_plans`) and a thin I/O runner (:func:`run_s5`). Alias
+tables for every needed merchant-day (Stage A) and every (merchant, tz-group) site slice
+(Stage B) are built once; all uniforms come from one Philox call; decoding is array indexing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from segment2b.catalogue.schemas import json_errors
+from segment2b.core.alias_table import AliasBuildError, AliasTables, build_alias_tables
+from segment2b.core.philox import PhiloxStream
+from segment2b.core.routing_rng import (
+    ROUTING_DOMAIN_MASTER,
+    ROUTING_DOMAIN_STREAM,
+    RoutingDraws,
+    derive_routing_stream,
+    routing_draws,
+    site_ids,
+)
+from segment2b.errors import SegmentError
+from segment2b.policy.models import AliasLayoutPolicyV1, RouteRngPolicyV1
+from segment2b.states import rng_logs
+from segment2b.states.evidence import EvidenceCodes, S0Evidence, load_evidence
+from segment2b.states.outcome import StateOutcome, input_version
+from segment2b.states.rng_logs import Col, Const, RunTokens
+from segment2b.states.s0_gate import read_run_receipt
+from segment2b.storage.digests import folder_digest, sha256_file
+from segment2b.storage.home import StorageHome
+from segment2b.storage.publish import PublishResult
+from segment2b.storage.reports import write_report
+from segment2b.storage.tables import read_partition
+
+__all__ = [
+    "CODE_VERSION",
+    "MODULE",
+    "GroupPlan",
+    "Roster",
+    "RoutingPlan",
+    "S5Routing",
+    "SitePlan",
+    "build_routing_plan",
+    "check_counters",
+    "day_ranges",
+    "parse_roster",
+    "roster_posture",
+    "route_arrivals",
+    "run_s5",
+    "s5_log_plans",
+]
+
+PREFIX = "2B-S5"
+CODE_VERSION = "s5-router-1"
+MODULE = "2B.S5.router"
+GROUP_LABEL = "alias_pick_group"
+SITE_LABEL = "alias_pick_site"
+SUM_TOLERANCE = 1e-9
+VALIDATOR_IDS: tuple[str, ...] = tuple(f"V-{i:02d}" for i in range(1, 17))
+EVIDENCE_CODES = EvidenceCodes(
+    receipt_missing="001",
+    inventory_invalid="020",
+    not_sealed="020",
+    path_mismatch="070",
+    digest_mismatch="020",
+    created_missing="086",
+    policy_schema="053",
+)
+ROSTER_FIELDS: tuple[str, ...] = (
+    "merchant_id",
+    "utc_timestamp",
+    "utc_day",
+    "is_virtual",
+    "channel",
+    "mcc",
+)
+ROSTER_REQUIRED: tuple[str, ...] = ("merchant_id", "utc_timestamp", "utc_day")
+ROSTER_SCHEMA = "schemas.2B.yaml#/trace/s5_arrival_roster_row"
+CHANNELS: tuple[str, ...] = ("card_present", "card_not_present")
+_TS_RE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"
+_CANONICAL_ROW = (
+    r'^\{(?:"channel": "(card_present|card_not_present)", )?'
+    r'(?:"is_virtual": (true|false), )?'
+    r'(?:"mcc": ([1-9][0-9]{3}), )?'
+    r'"merchant_id": ([1-9][0-9]{0,19}), '
+    r'"utc_day": "([0-9]{4}-[0-9]{2}-[0-9]{2})", '
+    r'"utc_timestamp": "([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}'
+    r'\.[0-9]{6}Z)"\}$'
+)
+_CANONICAL_SCHEMA = {
+    "channel": pl.String,
+    "is_virtual": pl.Boolean,
+    "mcc": pl.Int64,
+    "merchant_id": pl.UInt64,
+    "utc_day": pl.String,
+    "utc_timestamp": pl.String,
+}
+_DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
+_ISO2_RE = r"^[A-Z]{2}$"
+_TZID_RE = r"^[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*$"
+_U64_MAX = 2**64 - 1
+_EPOCH = np.datetime64("1970-01-01", "D")
+
+
+def _err(
+    code: str, message: str, *, dataset: str | None = None, key: str | None = None, **ctx: Any
+) -> SegmentError:
+    return SegmentError(code, message, dataset=dataset, key=key, context=ctx)
+
+
+# ---------------------------------------------------------------------------------------------
+# Roster (shared with S6)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Roster:
+    """Validated arrivals in file order.
+
+    ``frame`` columns: ``merchant_id`` UInt64, ``utc_timestamp`` and ``utc_day`` String
+    (verbatim), ``day`` Date, ``is_virtual`` Boolean (missing -> false), plus ``channel``/``mcc``
+    when the file carries them (README decision 10).
+    """
+
+    frame: pl.DataFrame
+    is_virtual_present: bool
+
+    @property
+    def n(self) -> int:
+        return self.frame.height
+
+
+def _roster_row_problem(obj: Any) -> str | None:
+    """First schema problem of one parsed roster row (the slow, exact path)."""
+    if not isinstance(obj, dict):
+        return "row is not a JSON object"
+    extra = sorted(set(obj) - set(ROSTER_FIELDS))
+    if extra:
+        return f"unexpected field(s) {extra}"
+    mid = obj.get("merchant_id")
+    if "merchant_id" in obj and type(mid) is not int:
+        return f"merchant_id {mid!r} is not a JSON integer"
+    if "mcc" in obj and type(obj["mcc"]) is not int:
+        return f"mcc {obj['mcc']!r} is not a JSON integer"
+    errors = json_errors(ROSTER_SCHEMA, obj, limit=1)
+    if errors:
+        return errors[0]
+    ts, day = obj["utc_timestamp"], obj["utc_day"]
+    try:
+        np.datetime64(day, "D")
+    except ValueError:
+        return f"utc_day {day!r} is not a calendar date"
+    if ts[:10] != day:
+        return f"utc_day {day} is not the UTC date of utc_timestamp {ts}"
+    return None
+
+
+def _roster_error(data: bytes, prefix: str, hint: str, *, only_null_lines: bool = False) -> None:
+    """Locate the first invalid roster line exactly and raise ``<prefix>-020`` for it."""
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip() or (only_null_lines and b"null" not in raw):
+            continue
+        try:
+            obj = json.loads(raw)
+        except ValueError as exc:
+            problem: str | None = f"not JSON ({exc})"
+        else:
+            problem = _roster_row_problem(obj)
+        if problem:
+            raise _err(
+                f"{prefix}-020",
+                f"roster row invalid: {problem}",
+                dataset="s5_arrival_roster",
+                key=f"line {number}",
+                line=number,
+            )
+    if only_null_lines:
+        return
+    raise _err(f"{prefix}-020", f"roster invalid: {hint}", dataset="s5_arrival_roster")
+
+
+def parse_roster(data: bytes, *, prefix: str = PREFIX) -> Roster:
+    """Parse and validate the arrival roster (s5 §11, README decisions 9-10), vectorised.
+
+    Every non-blank line must be an object with only the roster fields; ``merchant_id`` an exact
+    JSON integer in ``[1, 2**64 - 1]`` (never a float: ``1.0`` and ``1e3`` are rejected);
+    ``utc_timestamp`` rfc3339_micros; ``utc_day`` a calendar date equal to the timestamp's UTC
+    date; optional ``is_virtual`` boolean, ``channel`` enum, ``mcc`` integer 1000..9999. Any
+    failure is ``<prefix>-020`` naming the 1-based line.
+    """
+    empty = pl.DataFrame(
+        schema={
+            "merchant_id": pl.UInt64,
+            "utc_timestamp": pl.String,
+            "utc_day": pl.String,
+            "day": pl.Date,
+            "is_virtual": pl.Boolean,
+        }
+    )
+    if not data.strip():
+        return Roster(empty, False)
+    canonical = _parse_canonical(data)
+    if canonical is not None:
+        return _finish_roster(canonical, data, prefix)
+    try:
+        df = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        _roster_error(data, prefix, f"unreadable NDJSON ({exc})")
+        raise  # pragma: no cover - _roster_error always raises here
+    cols = set(df.columns)
+    if cols - set(ROSTER_FIELDS) or set(ROSTER_REQUIRED) - cols:
+        _roster_error(data, prefix, f"fields {sorted(cols)}")
+    schema = df.schema
+    problems: list[str] = []
+    if not schema["merchant_id"].is_integer():
+        problems.append(f"merchant_id dtype {schema['merchant_id']}")
+    for name in ("utc_timestamp", "utc_day", "channel"):
+        if name in cols and schema[name] != pl.String:
+            problems.append(f"{name} dtype {schema[name]}")
+    if "is_virtual" in cols and schema["is_virtual"] != pl.Boolean:
+        problems.append(f"is_virtual dtype {schema['is_virtual']}")
+    if "mcc" in cols and not schema["mcc"].is_integer():
+        problems.append(f"mcc dtype {schema['mcc']}")
+    if problems:
+        _roster_error(data, prefix, "; ".join(problems))
+    nulls = df.null_count().row(0, named=True)
+    if any(nulls[c] for c in ROSTER_REQUIRED):
+        _roster_error(data, prefix, "required field missing or null")
+    if any(nulls.get(c, 0) for c in ("is_virtual", "channel", "mcc")) and b"null" in data:
+        # Missing optional keys read as null; an explicit JSON null is a schema violation.
+        _roster_error(data, prefix, "explicit null", only_null_lines=True)
+    mid = df.get_column("merchant_id")
+    checks = [
+        (mid.min() < 1 or mid.max() > _U64_MAX, "merchant_id outside [1, 2**64 - 1]"),  # type: ignore[operator]
+        (not df.get_column("utc_timestamp").str.contains(_TS_RE).all(), "utc_timestamp format"),
+        (not df.get_column("utc_day").str.contains(_DATE_RE).all(), "utc_day format"),
+    ]
+    for bad, hint in checks:
+        if bad:
+            _roster_error(data, prefix, hint)
+    return _finish_roster(df.with_columns(pl.col("merchant_id").cast(pl.UInt64)), data, prefix)
+
+
+def _parse_canonical(data: bytes) -> pl.DataFrame | None:
+    """Fast path for rosters written as ``json.dumps(row, sort_keys=True)`` lines.
+
+    One anchored regex per line validates the exact canonical shape (only roster keys, in sorted
+    order, JSON integers/booleans/strings of the right form); then a schema-driven NDJSON parse
+    extracts the fields (it cannot coerce a wrong type any more). Anything else (other
+    whitespace or key order, blank lines, CR, a non-matching line) returns None and the general
+    NDJSON path decides, so valid JSON is never rejected here.
+    """
+    if not data.endswith(b"\n") or data.startswith(b"\n"):
+        return None
+    try:
+        lines = pl.read_csv(
+            io.BytesIO(data),
+            has_header=False,
+            separator="\x1f",
+            quote_char=None,
+            schema={"line": pl.String},
+        ).get_column("line")
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    # A blank line is either skipped by the CSV reader (count mismatch) or read as null/"".
+    if lines.len() != data.count(b"\n") or lines.null_count():
+        return None
+    if not lines.str.contains(_CANONICAL_ROW).all():
+        return None
+    # Every line has the exact canonical shape, so a schema-driven parse cannot coerce a wrong
+    # type; only the uint64 range is left (20 digits may exceed 2**64 - 1).
+    try:
+        out = pl.read_ndjson(io.BytesIO(data), schema=_CANONICAL_SCHEMA)
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    if out.height != lines.len() or out.get_column("merchant_id").null_count():
+        return None
+    drop = [
+        c for c in ("channel", "is_virtual", "mcc") if out.get_column(c).null_count() == out.height
+    ]
+    return out.drop(drop)
+
+
+def _finish_roster(df: pl.DataFrame, data: bytes, prefix: str) -> Roster:
+    """Checks shared by both parse paths: calendar day, day == date(timestamp), enums."""
+    cols = set(df.columns)
+    out = df.with_columns(
+        pl.col("utc_day").str.to_date("%Y-%m-%d", strict=False).alias("day"),
+    )
+    if out.get_column("day").null_count():
+        _roster_error(data, prefix, "utc_day is not a calendar date")
+    if not (out.get_column("utc_timestamp").str.slice(0, 10) == out.get_column("utc_day")).all():
+        _roster_error(data, prefix, "utc_day differs from the date of utc_timestamp")
+    if "channel" in cols and not out.get_column("channel").drop_nulls().is_in(CHANNELS).all():
+        _roster_error(data, prefix, "channel not in the enum")
+    if "mcc" in cols:
+        mcc = out.get_column("mcc").drop_nulls()
+        if mcc.len() and (mcc.min() < 1000 or mcc.max() > 9999):  # type: ignore[operator]
+            _roster_error(data, prefix, "mcc outside 1000..9999")
+    present = "is_virtual" in cols
+    if present:
+        out = out.with_columns(pl.col("is_virtual").fill_null(False))
+    else:
+        out = out.with_columns(pl.lit(False).alias("is_virtual"))
+    keep = ["merchant_id", "utc_timestamp", "utc_day", "day", "is_virtual"]
+    keep += [c for c in ("channel", "mcc") if c in cols]
+    return Roster(out.select(keep), present)
+
+
+def roster_posture(roster: Roster) -> dict[str, Any]:
+    """Realism posture of the roster (s5 §11 item 5; README decisions 10-11), report-only."""
+    f = roster.frame
+    n = f.height
+    virtual = int(f.get_column("is_virtual").sum()) if n else 0
+    out: dict[str, Any] = {
+        "arrivals": n,
+        "virtual": virtual,
+        "physical": n - virtual,
+        "virtual_share": (virtual / n) if n else 0.0,
+        "is_virtual_field_present": roster.is_virtual_present,
+    }
+    if n == 0:
+        return {**out, "ready_for_realism_grading": False}
+    days = f.get_column("day")
+    span = int((days.max() - days.min()).days) + 1  # type: ignore[operator]
+    per_md = f.group_by("merchant_id", "day").len()
+    counts = per_md.get_column("len")
+    ge2 = int((counts >= 2).sum())
+    merchants = int(f.get_column("merchant_id").n_unique())
+    merchants_ge2 = int(per_md.filter(pl.col("len") >= 2).get_column("merchant_id").n_unique())
+    dup = n - f.select(pl.struct("merchant_id", "utc_timestamp").n_unique()).item()
+    out.update(
+        {
+            "day_min": str(days.min()),
+            "day_max": str(days.max()),
+            "day_count": int(days.n_unique()),
+            "horizon_span_days": span,
+            "merchants_active": merchants,
+            "merchant_days": per_md.height,
+            "merchant_days_repeat_ge2": ge2,
+            "merchant_days_repeat_ge2_share": ge2 / per_md.height,
+            "merchants_with_repeat_day": merchants_ge2,
+            "median_arrivals_per_merchant_day": float(counts.median()),  # type: ignore[arg-type]
+            "duplicate_merchant_timestamp_keys": int(dup),
+            "sorted_by_utc_timestamp": bool(f.get_column("utc_timestamp").is_sorted()),
+            "horizon_ge_28_days": span >= 28,
+            "repeated_arrivals_present": ge2 > 0,
+        }
+    )
+    observable = "channel" in f.columns and "mcc" in f.columns
+    out["class_channel_observable"] = observable
+    if "channel" in f.columns:
+        ch = f.get_column("channel").value_counts(sort=True)
+        out["channel_counts"] = {str(k): int(v) for k, v in ch.iter_rows()}
+    if observable:
+        cells = f.drop_nulls(["channel", "mcc"]).select("channel", "mcc").unique()
+        out["mcc_distinct"] = int(f.get_column("mcc").n_unique())
+        out["channel_mcc_cells"] = cells.height
+    out["ready_for_realism_grading"] = bool(span >= 28 and ge2 > 0 and observable)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Routing plan (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """Stage-B alias tables, one per (merchant, tz-group) slice of the S1 x site_timezones join.
+
+    Per table: ``merchant_id`` and ``tz_code``; per flat entry: ``site_id`` and ``site_tz``.
+    """
+
+    merchant_id: np.ndarray
+    tz_code: np.ndarray
+    site_id: np.ndarray
+    site_tz: np.ndarray
+    tables: AliasTables
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """Stage-A alias tables, one per roster merchant-day, over S4 rows sorted by PK.
+
+    Per table: ``merchant_id``, ``day`` (days since epoch); per flat entry (S4 row): ``tz_code``,
+    ``p_group`` (echoed into events) and ``site_table`` (Stage-B table of (m, group), -1 if the
+    merchant has no site in that group).
+    """
+
+    merchant_id: np.ndarray
+    day: np.ndarray
+    tz_code: np.ndarray
+    p_group: np.ndarray
+    site_table: np.ndarray
+    tables: AliasTables
+
+
+@dataclass(frozen=True)
+class RoutingPlan:
+    """Everything S5 samples from; ``tz_names[c]`` is the tzid of code ``c``."""
+
+    tz_names: tuple[str, ...]
+    groups: GroupPlan
+    sites: SitePlan
+
+
+def _csr_starts(*keys: np.ndarray) -> np.ndarray:
+    """Offsets of runs of equal consecutive keys (inputs already sorted by those keys)."""
+    n = keys[0].size
+    if n == 0:
+        return np.zeros(1, dtype=np.int64)
+    change = np.zeros(n - 1, dtype=bool)
+    for k in keys:
+        change |= k[1:] != k[:-1]
+    return np.concatenate(([0], np.flatnonzero(change) + 1, [n])).astype(np.int64)
+
+
+def build_routing_plan(
+    s1: pl.DataFrame,
+    site_timezones: pl.DataFrame,
+    s4: pl.DataFrame,
+    merchant_days: pl.DataFrame,
+    *,
+    prefix: str = PREFIX,
+) -> RoutingPlan:
+    """Build Stage-A and Stage-B alias tables for the given merchant-days (s5 §6 step 4).
+
+    Parameters
+    ----------
+    s1, site_timezones, s4 : polars.DataFrame
+        Validated upstream tables (S1 PK order is the join order of every site slice).
+    merchant_days : polars.DataFrame
+        Distinct ``(merchant_id, day)`` pairs of the roster; tables are built only for these.
+
+    Raises
+    ------
+    SegmentError
+        ``041`` an S1 site without a tzid; ``060`` one (merchant, site_id) with two tzids;
+        ``040`` a merchant-day whose S4 ``p_group`` do not sum to 1 within 1e-9 (serial sum).
+    """
+    merchants = merchant_days.select("merchant_id").unique()
+    sites = s1.join(merchants, on="merchant_id", how="semi", maintain_order="left")
+    joined = sites.select("merchant_id", "legal_country_iso", "site_order", "p_weight").join(
+        site_timezones.select("merchant_id", "legal_country_iso", "site_order", "tzid"),
+        on=["merchant_id", "legal_country_iso", "site_order"],
+        how="left",
+        maintain_order="left",
+    )
+    missing = joined.filter(pl.col("tzid").is_null())
+    if missing.height:
+        row = missing.row(0, named=True)
+        raise _err(
+            f"{prefix}-041",
+            "S1 site has no tzid in site_timezones",
+            dataset="site_timezones",
+            key=f"{row['merchant_id']}:{row['legal_country_iso']}:{row['site_order']}",
+        )
+    sid = site_ids(
+        joined.get_column("merchant_id").to_numpy(),
+        joined.get_column("legal_country_iso").to_list(),
+        joined.get_column("site_order").to_numpy(),
+    )
+    joined = joined.with_columns(pl.Series("site_id", sid, dtype=pl.UInt64))
+    clash = joined.group_by("merchant_id", "site_id").agg(pl.col("tzid").n_unique().alias("k"))
+    clash = clash.filter(pl.col("k") > 1)
+    if clash.height:
+        row = clash.row(0, named=True)
+        raise _err(
+            f"{prefix}-060",
+            "one site_id maps to two tzids",
+            dataset="site_timezones",
+            key=f"{row['merchant_id']}:{row['site_id']}",
+        )
+    groups = (
+        s4.select("merchant_id", "utc_day", "tz_group_id", "p_group")
+        .join(
+            merchant_days.rename({"day": "utc_day"}),
+            on=["merchant_id", "utc_day"],
+            how="semi",
+        )
+        .sort("merchant_id", "utc_day", "tz_group_id", maintain_order=True)
+    )
+    tz_names = tuple(
+        pl.concat([groups.get_column("tz_group_id"), joined.get_column("tzid")])
+        .unique()
+        .sort()
+        .to_list()
+    )
+    tz_index = pl.Series(range(len(tz_names)), dtype=pl.Int32)
+    names = pl.Series(tz_names, dtype=pl.String)
+    joined = joined.with_columns(
+        pl.col("tzid").replace_strict(names, tz_index, return_dtype=pl.Int32).alias("tz")
+    )
+    groups = groups.with_columns(
+        pl.col("tz_group_id").replace_strict(names, tz_index, return_dtype=pl.Int32).alias("tz")
+    )
+
+    # Stage B: contiguous (merchant, tz) slices, each in S1 join order.
+    slices = joined.with_row_index("ord").sort("merchant_id", "tz", "ord")
+    s_m = slices.get_column("merchant_id").to_numpy()
+    s_tz = slices.get_column("tz").to_numpy()
+    s_off = _csr_starts(s_m, s_tz)
+    try:
+        site_tables = build_alias_tables(slices.get_column("p_weight").to_numpy(), s_off)
+    except AliasBuildError as exc:
+        start = int(s_off[exc.table])
+        raise _err(
+            f"{prefix}-041",
+            f"site slice cannot form an alias table: {exc.reason}",
+            dataset="s1_site_weights",
+            key=f"{s_m[start]}:{s_tz.tolist()[start]}",
+        ) from exc
+    site_plan = SitePlan(
+        merchant_id=s_m[s_off[:-1]],
+        tz_code=s_tz[s_off[:-1]],
+        site_id=slices.get_column("site_id").to_numpy(),
+        site_tz=s_tz,
+        tables=site_tables,
+    )
+    site_keys = pl.DataFrame(
+        {
+            "merchant_id": pl.Series(site_plan.merchant_id, dtype=pl.UInt64),
+            "tz": pl.Series(site_plan.tz_code, dtype=pl.Int32),
+            "site_table": np.arange(site_plan.merchant_id.size, dtype=np.int64),
+        }
+    )
+    groups = groups.join(site_keys, on=["merchant_id", "tz"], how="left", maintain_order="left")
+
+    # Stage A: one table per merchant-day, groups in (merchant, day, tz_group_id) order.
+    g_m = groups.get_column("merchant_id").to_numpy()
+    g_d = groups.get_column("utc_day").to_physical().to_numpy()
+    g_off = _csr_starts(g_m, g_d)
+    g_p = groups.get_column("p_group").to_numpy()
+    try:
+        group_tables = build_alias_tables(g_p, g_off)
+    except AliasBuildError as exc:
+        start = int(g_off[exc.table])
+        raise _err(
+            f"{prefix}-040",
+            f"group mix cannot form an alias table: {exc.reason}",
+            dataset="s4_group_weights",
+            key=f"{g_m[start]}:{_EPOCH + int(g_d[start])}",
+        ) from exc
+    off_sum = np.abs(group_tables.totals - 1.0) > SUM_TOLERANCE
+    if off_sum.any():
+        t = int(np.flatnonzero(off_sum)[0])
+        start = int(g_off[t])
+        raise _err(
+            f"{prefix}-040",
+            f"GROUP_PROBABILITY_MISMATCH: sum(p_group) = {group_tables.totals[t]!r}",
+            dataset="s4_group_weights",
+            key=f"{g_m[start]}:{_EPOCH + int(g_d[start])}",
+        )
+    group_plan = GroupPlan(
+        merchant_id=g_m[g_off[:-1]],
+        day=g_d[g_off[:-1]],
+        tz_code=groups.get_column("tz").to_numpy(),
+        p_group=g_p,
+        site_table=groups.get_column("site_table").fill_null(-1).to_numpy(),
+        tables=group_tables,
+    )
+    return RoutingPlan(tz_names=tz_names, groups=group_plan, sites=site_plan)
+
+
+# ---------------------------------------------------------------------------------------------
+# Routing (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class S5Routing:
+    """Per-arrival routing, in roster order (what S6 joins by position, README decision 9).
+
+    ``draws`` holds the 2N events in event order (group of arrival i at 2i, site at 2i+1).
+    """
+
+    roster: Roster
+    tz_names: tuple[str, ...]
+    tz_code: np.ndarray
+    p_group: np.ndarray
+    site_id: np.ndarray
+    draws: RoutingDraws
+
+    @property
+    def n(self) -> int:
+        return self.roster.n
+
+    def tz_group_ids(self) -> pl.Series:
+        """Chosen tz-group id per arrival (String)."""
+        names = pl.Series(self.tz_names, dtype=pl.String)
+        return names.gather(pl.Series(self.tz_code.astype(np.uint32))).alias("tz_group_id")
+
+    def to_frame(self) -> pl.DataFrame:
+        """One row per arrival: identity, choice and the group/site before-counters."""
+        f = self.roster.frame
+        return pl.DataFrame(
+            {
+                "arrival": np.arange(self.n, dtype=np.int64),
+                "merchant_id": f.get_column("merchant_id"),
+                "utc_timestamp": f.get_column("utc_timestamp"),
+                "utc_day": f.get_column("utc_day"),
+                "is_virtual": f.get_column("is_virtual"),
+                "tz_group_id": self.tz_group_ids(),
+                "p_group": self.p_group,
+                "site_id": pl.Series(self.site_id, dtype=pl.UInt64),
+                "ctr_group_hi": pl.Series(self.draws.before_hi[0::2], dtype=pl.UInt64),
+                "ctr_group_lo": pl.Series(self.draws.before_lo[0::2], dtype=pl.UInt64),
+                "ctr_site_hi": pl.Series(self.draws.before_hi[1::2], dtype=pl.UInt64),
+                "ctr_site_lo": pl.Series(self.draws.before_lo[1::2], dtype=pl.UInt64),
+            }
+        )
+
+
+def check_counters(
+    before_hi: np.ndarray, before_lo: np.ndarray, after_hi: np.ndarray, after_lo: np.ndarray
+) -> int | None:
+    """Index of the first event violating ``after = before + 1`` or the chain
+    ``before[k+1] = after[k]`` (so counters strictly increase), else None."""
+    one = np.uint64(1)
+    carry = before_lo == np.uint64(_U64_MAX)
+    inc = np.where(
+        carry,
+        (after_lo == 0) & (after_hi == before_hi + one),
+        (after_lo == before_lo + one) & (after_hi == before_hi),
+    )
+    bad = ~inc
+    if before_lo.size > 1:
+        chain = (before_lo[1:] == after_lo[:-1]) & (before_hi[1:] == after_hi[:-1])
+        bad[1:] |= ~chain
+    idx = np.flatnonzero(bad)
+    return int(idx[0]) if idx.size else None
+
+
+def route_arrivals(
+    roster: Roster, plan: RoutingPlan, stream: PhiloxStream, *, prefix: str = PREFIX
+) -> S5Routing:
+    """Stage A then Stage B for every arrival, vectorised (s5 §6 step 6).
+
+    Raises
+    ------
+    SegmentError
+        ``040`` arrival whose merchant-day has no S4 mix; ``041`` chosen group without sites;
+        ``060`` chosen site outside the chosen group; ``052`` counter wrap; ``051`` non-monotone
+        counters.
+    """
+    n = roster.n
+    f = roster.frame
+    try:
+        draws = routing_draws(stream, 2 * n)
+    except OverflowError as exc:
+        raise _err(f"{prefix}-052", f"RNG_COUNTER_WRAP: {exc}", dataset="rng_trace_log") from exc
+    bad = check_counters(draws.before_hi, draws.before_lo, draws.after_hi, draws.after_lo)
+    if bad is not None:
+        raise _err(f"{prefix}-051", "RNG_COUNTER_NOT_MONOTONE", key=f"event {bad}")
+    g = plan.groups
+    keys = pl.DataFrame(
+        {
+            "merchant_id": pl.Series(g.merchant_id, dtype=pl.UInt64),
+            "day": pl.Series(g.day.astype(np.int32), dtype=pl.Int32).cast(pl.Date),
+            "table": np.arange(g.merchant_id.size, dtype=np.int64),
+        }
+    )
+    tab = (
+        f.select("merchant_id", "day")
+        .join(keys, on=["merchant_id", "day"], how="left", maintain_order="left")
+        .get_column("table")
+    )
+    if tab.null_count():
+        i = int(tab.is_null().arg_true()[0])
+        row = f.row(i, named=True)
+        raise _err(
+            f"{prefix}-040",
+            "group_weights_missing: no S4 mix for the arrival's merchant-day",
+            dataset="s4_group_weights",
+            key=f"arrival {i}: merchant {row['merchant_id']} day {row['utc_day']}",
+        )
+    gtab = tab.to_numpy()
+    g_local = g.tables.decode(gtab, draws.u[0::2])
+    g_row = g.tables.offsets[gtab] + g_local
+    stab = g.site_table[g_row]
+    if n and int(stab.min()) < 0:
+        i = int(np.flatnonzero(stab < 0)[0])
+        raise _err(
+            f"{prefix}-041",
+            "site_slice_empty: chosen tz-group has no site of the merchant",
+            dataset="s1_site_weights",
+            key=f"arrival {i}: merchant {f.row(i, named=True)['merchant_id']} group "
+            f"{plan.tz_names[int(g.tz_code[g_row[i]])]}",
+        )
+    s = plan.sites
+    s_local = s.tables.decode(stab, draws.u[1::2])
+    s_row = s.tables.offsets[stab] + s_local
+    tz = g.tz_code[g_row]
+    incoherent = np.flatnonzero(s.site_tz[s_row] != tz)
+    if incoherent.size:
+        i = int(incoherent[0])
+        raise _err(
+            f"{prefix}-060",
+            "GROUP_SITE_MISMATCH: chosen site's tzid differs from the chosen group",
+            key=f"arrival {i}",
+        )
+    return S5Routing(
+        roster=roster,
+        tz_names=plan.tz_names,
+        tz_code=tz,
+        p_group=g.p_group[g_row],
+        site_id=s.site_id[s_row],
+        draws=draws,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Log lines (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class S5Plans:
+    """Serialisation plans of S5's evidence (nothing rendered yet).
+
+    ``selection`` holds the selection rows sorted stably by day (arrival order within a day);
+    ``selection_days`` maps each ``utc_day`` to its row range ``[start, stop)`` in that plan.
+    """
+
+    group: rng_logs.JsonlPlan
+    site: rng_logs.JsonlPlan
+    trace: rng_logs.JsonlPlan
+    selection: rng_logs.JsonlPlan | None = None
+    selection_days: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def _quoted(series: pl.Series) -> pl.Series:
+    """Pre-validated pattern strings (dates, timestamps) as JSON text."""
+    return pl.select(pl.concat_str([pl.lit('"'), pl.lit(series), pl.lit('"')])).to_series()
+
+
+def day_ranges(days: pl.Series) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
+    """Stable permutation grouping rows by day (arrival order kept) and each day's range."""
+    codes = days.cast(pl.Categorical).to_physical().to_numpy() if days.len() else np.array([])
+    order = np.argsort(codes, kind="stable")
+    names = days.to_numpy()[order] if days.len() else np.array([])
+    out: dict[str, tuple[int, int]] = {}
+    if order.size:
+        cut = np.flatnonzero(names[1:] != names[:-1]) + 1
+        starts = np.concatenate(([0], cut))
+        stops = np.concatenate((cut, [order.size]))
+        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+            out[str(names[a])] = (a, b)
+    return order, dict(sorted(out.items()))
+
+
+def s5_log_plans(
+    routing: S5Routing,
+    tokens: RunTokens,
+    *,
+    rng_stream_id: str,
+    selection_log: bool,
+) -> S5Plans:
+    """Plans for S5's evidence (s5 §3.1-3.4, §6.1 time law); pure, nothing rendered.
+
+    Arrival ``i``: group event ``ts = 4i``, its trace ``4i+1``, site event ``4i+2``, trace
+    ``4i+3`` (µs after ``created_utc``); trace row ``k`` (group ``2i``, site ``2i+1``) copies
+    the counters of event ``k``.
+    """
+    n = routing.n
+    f = routing.roster.frame
+    d = routing.draws
+    tz_json = pl.Series(rng_logs.json_strings(routing.tz_names), dtype=pl.String)
+    tz_q = tz_json.gather(pl.Series(routing.tz_code.astype(np.uint32)))
+    day_q = _quoted(f.get_column("utc_day"))
+    mid = f.get_column("merchant_id")
+    site_ids_s = pl.Series(routing.site_id, dtype=pl.UInt64)
+    common = {"merchant_id": mid, "utc_day_q": day_q, "tz_q": tz_q}
+    common_fields: dict[str, Const | Col] = {
+        "merchant_id": Col("merchant_id"),
+        "utc_day": Col("utc_day_q", "json"),
+        "tz_group_id": Col("tz_q", "json"),
+    }
+    group = rng_logs.event_plan(
+        tokens,
+        module=MODULE,
+        substream_label=GROUP_LABEL,
+        counters=(d.before_hi[0::2], d.before_lo[0::2], d.after_hi[0::2], d.after_lo[0::2]),
+        ts=(4, 0),
+        extra_columns={**common, "p_group_q": rng_logs.float_json(routing.p_group)},
+        extra_fields={**common_fields, "p_group": Col("p_group_q", "json")},
+    )
+    site = rng_logs.event_plan(
+        tokens,
+        module=MODULE,
+        substream_label=SITE_LABEL,
+        counters=(d.before_hi[1::2], d.before_lo[1::2], d.after_hi[1::2], d.after_lo[1::2]),
+        ts=(4, 2),
+        extra_columns={**common, "site_id": site_ids_s},
+        extra_fields={**common_fields, "site_id": Col("site_id")},
+    )
+    trace = rng_logs.trace_plan(
+        tokens,
+        modules=(MODULE, MODULE),
+        labels=(GROUP_LABEL, SITE_LABEL),
+        key_codes=np.arange(2 * n, dtype=np.int64) % 2,
+        counters=(d.before_hi, d.before_lo, d.after_hi, d.after_lo),
+        ts=(2, 1),
+    )
+    if not selection_log:
+        return S5Plans(group=group, site=site, trace=trace)
+    order, days = day_ranges(f.get_column("utc_day"))
+    take = pl.Series(order.astype(np.uint32))
+    frame = pl.DataFrame(
+        {
+            "merchant_id": mid,
+            "utc_day_q": day_q,
+            "ts_q": _quoted(f.get_column("utc_timestamp")),
+            "tz_q": tz_q,
+            "site_id": site_ids_s,
+            "g_hi": pl.Series(d.before_hi[0::2], dtype=pl.UInt64),
+            "g_lo": pl.Series(d.before_lo[0::2], dtype=pl.UInt64),
+            "s_hi": pl.Series(d.before_hi[1::2], dtype=pl.UInt64),
+            "s_lo": pl.Series(d.before_lo[1::2], dtype=pl.UInt64),
+        }
+    )[take]
+    selection = rng_logs.jsonl_plan(
+        frame,
+        {
+            "merchant_id": Col("merchant_id"),
+            "utc_timestamp": Col("ts_q", "json"),
+            "utc_day": Col("utc_day_q", "json"),
+            "tz_group_id": Col("tz_q", "json"),
+            "site_id": Col("site_id"),
+            "rng_stream_id": Const(rng_stream_id),
+            "ctr_group_hi": Col("g_hi"),
+            "ctr_group_lo": Col("g_lo"),
+            "ctr_site_hi": Col("s_hi"),
+            "ctr_site_lo": Col("s_lo"),
+            "manifest_fingerprint": Const(tokens.manifest_fingerprint),
+            "created_utc": Const(tokens.created_utc),
+        },
+    )
+    return S5Plans(group, site, trace, selection, days)
+
+
+# ---------------------------------------------------------------------------------------------
+# Input reading and validation (runner helpers)
+# ---------------------------------------------------------------------------------------------
+
+
+def _bad_rows(frame: pl.DataFrame, predicate: pl.Expr) -> pl.DataFrame:
+    return frame.with_row_index("_row").filter(predicate)
+
+
+def _require(
+    frame: pl.DataFrame, predicate: pl.Expr, code: str, dataset: str, message: str
+) -> None:
+    """Raise ``code`` for the first row where ``predicate`` (a violation) holds."""
+    bad = _bad_rows(frame, predicate)
+    if bad.height:
+        raise _err(code, message, dataset=dataset, key=f"row {bad.item(0, '_row')}")
+
+
+def read_s1(
+    home: StorageHome, tokens: Mapping[str, str], created_utc: str, prefix: str
+) -> pl.DataFrame:
+    """``s1_site_weights`` with row-level checks (strict mode) and the created_utc law."""
+    ds = "s1_site_weights"
+    frame = read_partition(
+        home.path(ds, tokens),
+        dataset_id=ds,
+        schema_ref=home.catalogue.entry(ds).schema_ref,
+        code=f"{prefix}-020",
+    )
+    _require(
+        frame,
+        (pl.col("merchant_id") < 1)
+        | ~pl.col("legal_country_iso").str.contains(_ISO2_RE)
+        | (pl.col("site_order") < 1)
+        | ~pl.col("p_weight").is_between(0.0, 1.0)
+        | pl.col("p_weight").is_nan(),
+        f"{prefix}-020",
+        ds,
+        "S1 row breaks its schema (id64, iso2, site_order >= 1, p_weight in [0, 1])",
+    )
+    _require(
+        frame,
+        pl.col("created_utc") != created_utc,
+        f"{prefix}-086",
+        ds,
+        f"CREATED_UTC_MISMATCH: created_utc != verified_at_utc {created_utc}",
+    )
+    return frame
+
+
+def read_site_timezones(ev: S0Evidence, prefix: str) -> pl.DataFrame:
+    ds = "site_timezones"
+    frame = read_partition(
+        ev.path(ds),
+        dataset_id=ds,
+        schema_ref=ev.home.catalogue.entry(ds).schema_ref,
+        code=f"{prefix}-020",
+    )
+    _require(
+        frame,
+        ~pl.col("tzid").str.contains(_TZID_RE) | (pl.col("site_order") < 1),
+        f"{prefix}-020",
+        ds,
+        "site_timezones row breaks its schema (iana_tzid, site_order >= 1)",
+    )
+    return frame
+
+
+def read_s4(
+    home: StorageHome, tokens: Mapping[str, str], created_utc: str, prefix: str
+) -> pl.DataFrame:
+    ds = "s4_group_weights"
+    frame = read_partition(
+        home.path(ds, tokens),
+        dataset_id=ds,
+        schema_ref=home.catalogue.entry(ds).schema_ref,
+        code=f"{prefix}-020",
+    )
+    _require(
+        frame,
+        ~pl.col("p_group").is_between(0.0, 1.0)
+        | pl.col("p_group").is_nan()
+        | ~pl.col("tz_group_id").str.contains(_TZID_RE),
+        f"{prefix}-020",
+        ds,
+        "S4 row breaks its schema (p_group in [0, 1], iana_tzid)",
+    )
+    _require(
+        frame,
+        pl.col("created_utc") != created_utc,
+        f"{prefix}-086",
+        ds,
+        f"CREATED_UTC_MISMATCH: created_utc != verified_at_utc {created_utc}",
+    )
+    return frame
+
+
+_INDEX_ROW_KEYS = frozenset(
+    {"merchant_id", "offset", "length", "sites", "quantised_bits", "checksum"}
+)
+_HEX_RE = re.compile(r"[A-Fa-f0-9]+")
+
+
+def _index_errors(schema_ref: str, index: Any) -> list[str]:
+    """``#/plan/s2_alias_index`` errors: JSON Schema on the header (plus one merchant row), and
+    the same row rules checked in plain Python for every row (jsonschema costs ~0.2 ms/row)."""
+    if not isinstance(index, dict) or not isinstance(index.get("merchants"), list):
+        return json_errors(schema_ref, index)
+    rows = index["merchants"]
+    errors = json_errors(schema_ref, {**index, "merchants": rows[:1]})
+    if errors:
+        return errors
+    for i, r in enumerate(rows):
+        ok = (
+            isinstance(r, dict)
+            and r.keys() == _INDEX_ROW_KEYS
+            and all(
+                type(r[k]) is int
+                for k in ("merchant_id", "offset", "length", "sites", "quantised_bits")
+            )
+            and 1 <= r["merchant_id"] <= _U64_MAX
+            and r["offset"] >= 0
+            and min(r["length"], r["sites"], r["quantised_bits"]) >= 1
+            and isinstance(r["checksum"], str)
+            and _HEX_RE.fullmatch(r["checksum"]) is not None
+        )
+        if not ok:
+            return [f"merchants/{i}: row breaks #/plan/s2_alias_index/merchants/items"]
+    return []
+
+
+def check_s2_parity(
+    home: StorageHome,
+    tokens: Mapping[str, str],
+    layout: AliasLayoutPolicyV1,
+    sealed_digest: str,
+    prefix: str,
+) -> dict[str, Any]:
+    """S2 integrity echo (s5 §6 step 5): index schema, blob digest/size, policy echoes -> 041.
+
+    The blob is hashed, never decoded ("Option A")."""
+    index_path = home.path("s2_alias_index", tokens)
+    blob_path = home.path("s2_alias_blob", tokens)
+    for ds, p in (("s2_alias_index", index_path), ("s2_alias_blob", blob_path)):
+        if not p.is_file():
+            raise _err(
+                f"{prefix}-020", "S2 output is missing (run S2 first)", dataset=ds, key=str(p)
+            )
+    try:
+        index = json.loads(index_path.read_bytes())
+    except ValueError as exc:
+        raise _err(
+            f"{prefix}-041", f"index.json is not JSON: {exc}", dataset="s2_alias_index"
+        ) from exc
+    errors = _index_errors(home.catalogue.entry("s2_alias_index").schema_ref, index)
+    if errors:
+        raise _err(
+            f"{prefix}-041", f"S2 index fails its schema: {errors[0]}", dataset="s2_alias_index"
+        )
+    blob_sha = sha256_file(blob_path)
+    blob_size = blob_path.stat().st_size
+    checks = {
+        "blob_sha256": (index["blob_sha256"], blob_sha),
+        "blob_size_bytes": (index["blob_size_bytes"], blob_size),
+        "policy_digest": (index["policy_digest"], sealed_digest),
+        "layout_version": (index["layout_version"], layout.layout_version),
+        "endianness": (index["endianness"], layout.endianness),
+        "alignment_bytes": (index["alignment_bytes"], layout.alignment_bytes),
+        "quantised_bits": (index["quantised_bits"], layout.quantised_bits),
+    }
+    for name, (seen, expected) in checks.items():
+        if seen != expected:
+            raise _err(
+                f"{prefix}-041",
+                f"S2 parity: index {name} {seen!r} != {expected!r}",
+                dataset="s2_alias_index",
+                key=name,
+            )
+    return {"blob_sha256": blob_sha, "blob_size_bytes": blob_size}
+
+
+def read_identity(
+    home: StorageHome,
+    *,
+    seed: int,
+    manifest_fingerprint: str,
+    parameter_hash: str,
+    run_id: str,
+    prefix: str,
+) -> None:
+    """The run receipt must exist and carry exactly the tokens the runner was given."""
+    try:
+        ident = read_run_receipt(home, run_id)
+    except SegmentError as exc:
+        raise _err(
+            f"{prefix}-001", f"run receipt unusable: {exc.short_message}", dataset="run_receipt"
+        ) from exc
+    given = (int(seed), manifest_fingerprint, parameter_hash, run_id)
+    if (ident.seed, ident.manifest_fingerprint, ident.parameter_hash, ident.run_id) != given:
+        raise _err(
+            f"{prefix}-070",
+            "run tokens differ from the run receipt",
+            dataset="run_receipt",
+            key=run_id,
+        )
+
+
+def report_path(home: StorageHome, state: str, seed: int, manifest_fingerprint: str) -> Path:
+    """Run-report copy ``reports/layer1/2B/state=Sx/seed=…/manifest_fingerprint=…/`` (non-
+    authoritative): the dictionary id ``s5_run_report``/``s6_run_report`` when registered."""
+    ds = f"{state.lower()}_run_report"
+    tokens = {"seed": str(seed), "manifest_fingerprint": manifest_fingerprint}
+    if ds in home.catalogue.entries:
+        return home.path(ds, tokens)
+    return (
+        home.root
+        / f"reports/layer1/2B/state={state}/seed={seed}/manifest_fingerprint={manifest_fingerprint}"
+        / f"{ds}.json"
+    )
+
+
+def environment_block() -> dict[str, Any]:
+    """Run-report ``environment`` block (non-authoritative)."""
+    return {
+        "engine_commit": os.environ.get("ENGINE_COMMIT", "unknown"),
+        "python_version": platform.python_version(),
+        "platform": f"{platform.system()}-{platform.machine()}",
+        "network_io_detected": 0,
+    }
+
+
+def spot_check(
+    lines: Sequence[str | None],
+    schema_ref: str,
+    code: str,
+    dataset: str,
+    *,
+    envelope_optional: tuple[str, ...] = (),
+) -> None:
+    """Sample lines (a file's first/last): byte law round trip and row schema (first error).
+
+    ``envelope_optional``: spec-optional envelope keys (``merchant_id``, s5 §3.1) that the
+    contract pack does not (yet) declare for a family; they are checked as id64 and removed
+    before schema validation instead of failing every row.
+    """
+    for idx, text in enumerate(lines):
+        if text is None:
+            continue
+        where = f"sample line {idx + 1}: {text[:80]}"
+        obj = json.loads(text)
+        if json.dumps(obj, ensure_ascii=True, sort_keys=True) + "\n" != text:
+            raise _err(code, "JSONL byte law broken", dataset=dataset, key=where)
+        for name in envelope_optional:
+            value = obj.pop(name, 1)
+            if type(value) is not int or not 1 <= value <= _U64_MAX:
+                raise _err(code, f"{name} is not an id64", dataset=dataset, key=where)
+        errors = json_errors(schema_ref, obj, limit=1)
+        if errors:
+            raise _err(code, f"row fails its schema: {errors[0]}", dataset=dataset, key=where)
+
+
+def _ensure_tokens(rel: str, tokens: Mapping[str, str], code: str, dataset: str) -> None:
+    for k in ("seed", "parameter_hash", "run_id"):
+        if f"{k}={tokens[k]}" not in rel:
+            raise _err(
+                code, "PATH_EMBED_MISMATCH: output path lacks a run token", dataset=dataset, key=rel
+            )
+
+
+def _selection_run_folder(home: StorageHome, run_tokens: Mapping[str, str]) -> Path:
+    """``…/s5_selection_log/seed=…/parameter_hash=…/run_id=…/`` (parent of the day folders)."""
+    return home.path("s5_selection_log", {**run_tokens, "utc_day": "0000-00-00"}).parent.parent
+
+
+def stage_s5_logs(
+    home: StorageHome, plans: S5Plans, stage_root: Path, run_tokens: Mapping[str, str]
+) -> dict[str, rng_logs.WrittenFile]:
+    """Render S5's plans into ``stage_root`` (not yet visible): ``group/``, ``site/``,
+    ``trace/`` and ``selection/utc_day=…/``; keys ``group``, ``site``, ``trace``, ``utc_day=…``.
+
+    Files are rendered on two threads (polars and file writes release the GIL). Every rendered
+    output path must carry the run tokens (``2B-S5-071``).
+    """
+    jobs: dict[str, Callable[[], Any]] = {}
+    for key, ds, plan in (
+        ("trace", "rng_trace_log", plans.trace),
+        ("group", "rng_event_alias_pick_group", plans.group),
+        ("site", "rng_event_alias_pick_site", plans.site),
+    ):
+        _ensure_tokens(home.rel(ds, run_tokens), run_tokens, f"{PREFIX}-071", ds)
+        path = stage_root / key / home.path(ds, run_tokens).name
+        jobs[key] = partial(rng_logs.write_jsonl, path, plan)
+    day_paths: dict[Path, str] = {}
+    ranges: dict[Path, tuple[int, int]] = {}
+    if plans.selection is not None:
+        run_folder = _selection_run_folder(home, run_tokens)
+        for day, span in plans.selection_days.items():
+            day_tokens = {**run_tokens, "utc_day": day}
+            _ensure_tokens(
+                home.rel("s5_selection_log", day_tokens),
+                run_tokens,
+                f"{PREFIX}-071",
+                "s5_selection_log",
+            )
+            rel = home.path("s5_selection_log", day_tokens).relative_to(run_folder)
+            day_paths[stage_root / "selection" / rel] = f"utc_day={day}"
+            ranges[stage_root / "selection" / rel] = span
+        jobs["selection"] = partial(rng_logs.write_jsonl_split, plans.selection, ranges)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {key: pool.submit(job) for key, job in jobs.items()}
+        done = {key: fut.result() for key, fut in futures.items()}
+    out: dict[str, rng_logs.WrittenFile] = {k: done[k] for k in ("group", "site", "trace")}
+    for path, written in sorted(done.get("selection", {}).items()):
+        out[day_paths[path]] = written
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Runner
+# ---------------------------------------------------------------------------------------------
+
+
+def run_s5(
+    home: StorageHome,
+    *,
+    seed: int,
+    manifest_fingerprint: str,
+    parameter_hash: str,
+    run_id: str,
+) -> StateOutcome:
+    """Route every roster arrival and publish S5's RNG evidence (s5-router.md §6).
+
+    Returns a :class:`StateOutcome` whose ``frame`` is the per-arrival routing (S5Routing
+    .to_frame()) and whose ``extras["routing"]`` is the :class:`S5Routing` that S6 joins by
+    arrival position.
+    """
+    t_start = time.perf_counter()
+    read_identity(
+        home,
+        seed=seed,
+        manifest_fingerprint=manifest_fingerprint,
+        parameter_hash=parameter_hash,
+        run_id=run_id,
+        prefix=PREFIX,
+    )
+    ev = load_evidence(
+        home,
+        seed=seed,
+        manifest_fingerprint=manifest_fingerprint,
+        prefix=PREFIX,
+        codes=EVIDENCE_CODES,
+    )
+    if ev.parameter_hash != parameter_hash:
+        raise _err(
+            f"{PREFIX}-070",
+            "S0 receipt parameter_hash differs from the run's",
+            dataset="s0_gate_receipt_2B",
+            key=ev.parameter_hash,
+        )
+    for asset in (
+        "route_rng_policy_v1",
+        "alias_layout_policy_v1",
+        "site_timezones",
+        "s5_arrival_roster",
+    ):
+        ev.row(asset)
+    created_utc = ev.created_utc
+    plan_tokens = {"seed": str(seed), "manifest_fingerprint": manifest_fingerprint}
+    run_tokens = {"seed": str(seed), "parameter_hash": parameter_hash, "run_id": run_id}
+
+    route_loaded = ev.policy("route_rng_policy_v1")
+    layout_loaded = ev.policy("alias_layout_policy_v1")
+    route = route_loaded.model
+    layout = layout_loaded.model
+    assert isinstance(route, RouteRngPolicyV1)
+    assert isinstance(layout, AliasLayoutPolicyV1)
+    sel = route.streams.routing_selection
+    for name, fam in sel.event_families.items():
+        if fam.substream_label not in (None, name):
+            raise _err(
+                f"{PREFIX}-053",
+                "event family substream_label differs from its name",
+                dataset="route_rng_policy_v1",
+                key=name,
+            )
+    try:
+        stream = derive_routing_stream(
+            ROUTING_DOMAIN_MASTER,
+            ROUTING_DOMAIN_STREAM,
+            sel.rng_stream_id,
+            seed=seed,
+            parameter_hash=parameter_hash,
+            run_id=run_id,
+            counter_start=(sel.basis.counter_start.hi, sel.basis.counter_start.lo),
+        )
+    except ValueError as exc:
+        raise _err(
+            f"{PREFIX}-053", f"RNG_STREAM_MISCONFIGURED: {exc}", dataset="route_rng_policy_v1"
+        ) from exc
+    ext = route.extensions or {}
+    selection_enabled = bool(ext.get("selection_log_enabled", False)) and (
+        "s5_selection_log" in home.catalogue.entries
+    )
+
+    roster_path = ev.sealed_file("s5_arrival_roster", run_tokens)
+    roster_bytes = roster_path.read_bytes()
+    roster = parse_roster(roster_bytes, prefix=PREFIX)
+    t_inputs = time.perf_counter()
+
+    s1 = read_s1(home, plan_tokens, created_utc, PREFIX)
+    site_tz = read_site_timezones(ev, PREFIX)
+    s4 = read_s4(home, plan_tokens, created_utc, PREFIX)
+    s2 = check_s2_parity(
+        home, plan_tokens, layout, ev.rows["alias_layout_policy_v1"]["sha256_hex"], PREFIX
+    )
+    unknown = roster.frame.join(
+        s1.select("merchant_id").unique(), on="merchant_id", how="anti", maintain_order="left"
+    )
+    if unknown.height:
+        row = unknown.row(0, named=True)
+        raise _err(
+            f"{PREFIX}-020",
+            "roster row invalid: merchant_id is not in s1_site_weights",
+            dataset="s5_arrival_roster",
+            key=f"merchant {row['merchant_id']} at {row['utc_timestamp']}",
+        )
+    t_read = time.perf_counter()
+    merchant_days = roster.frame.select("merchant_id", "day").unique()
+    plan = build_routing_plan(s1, site_tz, s4, merchant_days, prefix=PREFIX)
+    t_plan = time.perf_counter()
+    routing = route_arrivals(roster, plan, stream, prefix=PREFIX)
+    t_route = time.perf_counter()
+
+    tokens = RunTokens(seed, parameter_hash, manifest_fingerprint, run_id, created_utc)
+    plans = s5_log_plans(
+        routing, tokens, rng_stream_id=sel.rng_stream_id, selection_log=selection_enabled
+    )
+    n = routing.n
+    stage_root = home.tmp / f"s5_stage_{uuid.uuid4().hex}"
+    try:
+        staged = stage_s5_logs(home, plans, stage_root, run_tokens)
+        counts = (staged["group"].rows, staged["site"].rows, staged["trace"].rows)
+        sel_rows = sum(w.rows for k, w in staged.items() if k.startswith("utc_day="))
+        if counts != (n, n, 2 * n) or sel_rows != (n if selection_enabled else 0):
+            raise _err(f"{PREFIX}-050", f"RNG_DRAWS_COUNT_MISMATCH: {counts} for {n} arrivals")
+        for key, ds, code in (
+            ("group", "rng_event_alias_pick_group", "056"),
+            ("site", "rng_event_alias_pick_site", "056"),
+            ("trace", "rng_trace_log", "050"),
+        ):
+            w = staged[key]
+            spot_check(
+                [w.first, w.last], home.catalogue.entry(ds).schema_ref, f"{PREFIX}-{code}", ds
+            )
+        day_files = [w for k, w in staged.items() if k.startswith("utc_day=")]
+        for w in (day_files[:1] + day_files[-1:]) if day_files else []:
+            spot_check(
+                [w.first, w.last],
+                home.catalogue.entry("s5_selection_log").schema_ref,
+                f"{PREFIX}-071",
+                "s5_selection_log",
+            )
+        t_lines = time.perf_counter()
+
+        # Publish (everything above validated; nothing is visible until here).
+        ver = input_version(
+            CODE_VERSION,
+            roster=ev.rows["s5_arrival_roster"]["sha256_hex"],
+            route_policy=route_loaded.sha256_hex,
+            alias_layout_policy=layout_loaded.sha256_hex,
+            s1=folder_digest(home.path("s1_site_weights", plan_tokens)),
+            s4=folder_digest(home.path("s4_group_weights", plan_tokens)),
+            site_timezones=ev.rows["site_timezones"]["sha256_hex"],
+            s2_blob=s2["blob_sha256"],
+            created_utc=created_utc,
+            tokens=tokens.path_tokens(),
+        )
+        # Independent targets publish on two threads (digesting releases the GIL).
+        jobs: list[Callable[[], PublishResult]] = [
+            partial(
+                rng_logs.publish_trace_s5,
+                home,
+                home.path("rng_trace_log", run_tokens),
+                staged["trace"].path,
+                input_version=ver,
+            )
+        ]
+        for key, ds in (
+            ("group", "rng_event_alias_pick_group"),
+            ("site", "rng_event_alias_pick_site"),
+        ):
+            jobs.append(
+                partial(
+                    rng_logs.publish_staged,
+                    home,
+                    home.path(ds, run_tokens).parent,
+                    staged[key].path.parent,
+                    prefix=PREFIX,
+                    state=f"s5_{ds}",
+                    dataset_id=ds,
+                    input_version=ver,
+                )
+            )
+        if day_files:
+            jobs.append(
+                partial(
+                    rng_logs.publish_staged,
+                    home,
+                    _selection_run_folder(home, run_tokens),
+                    stage_root / "selection",
+                    prefix=PREFIX,
+                    state="s5_selection_log",
+                    dataset_id="s5_selection_log",
+                    input_version=ver,
+                )
+            )
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            published: list[PublishResult] = list(pool.map(lambda job: job(), jobs))
+        published.append(
+            rng_logs.ensure_audit_row(
+                home.path("rng_audit_log", run_tokens), rng_logs.audit_row(tokens), prefix=PREFIX
+            )
+        )
+    finally:
+        shutil.rmtree(stage_root, ignore_errors=True)
+    t_end = time.perf_counter()
+
+    elapsed = t_end - t_start
+    d = routing.draws
+    first = {"hi": stream.counter_hi, "lo": stream.counter_lo}
+    last = {"hi": int(d.before_hi[-1]), "lo": int(d.before_lo[-1])} if n else first
+    tz_ids = routing.tz_group_ids()
+    sample = pl.DataFrame(
+        {
+            "merchant_id": roster.frame.get_column("merchant_id").head(20),
+            "utc_day": roster.frame.get_column("utc_day").head(20),
+            "tz_group_id": tz_ids.head(20),
+            "site_id": pl.Series(routing.site_id[:20], dtype=pl.UInt64),
+        }
+    ).to_dicts()
+    inputs_summary = {
+        "group_weights_path": home.rel("s4_group_weights", plan_tokens),
+        "site_weights_path": home.rel("s1_site_weights", plan_tokens),
+        "site_timezones_path": home.rel("site_timezones", plan_tokens),
+        "alias_index_path": home.rel("s2_alias_index", plan_tokens),
+        "alias_blob_path": home.rel("s2_alias_blob", plan_tokens),
+    }
+    report: dict[str, Any] = {
+        "component": "2B.S5",
+        "manifest_fingerprint": manifest_fingerprint,
+        "seed": seed,
+        "parameter_hash": parameter_hash,
+        "run_id": run_id,
+        "created_utc": created_utc,
+        "catalogue_resolution": {
+            "dictionary_version": home.catalogue.dictionary_version,
+            "registry_version": home.catalogue.registry_version,
+        },
+        "policy": {
+            "id": "route_rng_policy_v1",
+            "version_tag": ev.rows["route_rng_policy_v1"]["version_tag"],
+            "sha256_hex": route_loaded.sha256_hex,
+            "rng_engine": route.rng_engine,
+            "rng_stream_id": sel.rng_stream_id,
+            "draws_per_selection": sel.draws_per_unit.draws_per_selection,
+        },
+        "inputs_summary": inputs_summary,
+        "rng_accounting": {
+            "events_group": n,
+            "events_site": n,
+            "events_total": 2 * n,
+            "draws_total": 2 * n,
+            "first_counter": first,
+            "last_counter": last,
+        },
+        "logging": {
+            "selection_log_enabled": selection_enabled,
+            **(
+                {"selection_log_partition": "[seed,parameter_hash,run_id,utc_day]"}
+                if selection_enabled
+                else {}
+            ),
+        },
+        "validators": [{"id": v, "status": "PASS", "codes": []} for v in VALIDATOR_IDS],
+        "summary": {"overall_status": "PASS", "warn_count": 0, "fail_count": 0},
+        "environment": environment_block(),
+        "samples": {"selections": sample, "inputs": inputs_summary},
+        "roster": roster_posture(roster),
+        "plan": {
+            "group_tables": len(plan.groups.tables),
+            "site_tables": len(plan.sites.tables),
+            "tz_groups_distinct": len(plan.tz_names),
+        },
+        "publish": {
+            "targets": [
+                {
+                    "path": p.path.relative_to(home.root).as_posix(),
+                    "bytes": p.bytes,
+                    "outcome": p.outcome,
+                }
+                for p in published
+            ],
+            "bytes_total": sum(p.bytes for p in published),
+        },
+        "performance": {
+            "arrivals": n,
+            "elapsed_s": round(elapsed, 4),
+            "arrivals_per_second": round(n / elapsed, 1) if elapsed > 0 else None,
+            "durations_ms": {
+                "gate_policies_roster": int((t_inputs - t_start) * 1000),
+                "read_inputs": int((t_read - t_inputs) * 1000),
+                "plan": int((t_plan - t_read) * 1000),
+                "route": int((t_route - t_plan) * 1000),
+                "serialise": int((t_lines - t_route) * 1000),
+                "publish": int((t_end - t_lines) * 1000),
+            },
+        },
+    }
+    write_report(report_path(home, "S5", seed, manifest_fingerprint), report)
+    return StateOutcome(
+        frame=routing.to_frame(),
+        report=report,
+        published=tuple(published),
+        extras={
+            "routing": routing,
+            "roster_sha256": ev.rows["s5_arrival_roster"]["sha256_hex"],
+            "selection_log_enabled": selection_enabled,
+        },
+    )
