@@ -1,4 +1,5 @@
-"""``segment2b`` command line: run the main job, generate the world, open the UI."""
+"""``segment2b`` command line: run the main job, generate the world, certify, verify a bundle,
+show staleness, prune superseded evidence, benchmark, open the UI."""
 
 from __future__ import annotations
 
@@ -81,14 +82,66 @@ def cmd_world(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    """Policies → worlds → 1B gate → S0…S7 per seed → S8 bundle + certification, through
+    Dagster (in-process executor: one process, no per-step process start)."""
     seeds = args.seeds or list(REQUIRED_SEEDS)
     rc = _run_config(args)
+    t0 = time.perf_counter()
     _execute("observe_policies", rc)
     cmd_world(args)
     for seed in seeds:
         secs = _execute("seed_job", rc, str(seed))
-        log.info("seed=%s states materialised in %.2fs", seed, secs)
+        log.info("seed=%s S0…S7 materialised in %.2fs", seed, secs)
+    secs = _execute("certify_job", rc)
+    log.info("S8 + certification in %.2fs; total %.2fs", secs, time.perf_counter() - t0)
+    _print_panel(args.home)
     log.info("outputs under %s", args.home)
+
+
+def _print_panel(home: Path) -> None:
+    from segment2b.certification.runner import panel_table, read_current_pack
+
+    cert, cards, pack = read_current_pack(_storage(home))
+    print(panel_table(cert, cards, pack))
+
+
+def _storage(home: Path) -> Any:
+    from segment2b.resources import SegmentStore
+
+    return SegmentStore(home=str(home)).storage()
+
+
+def cmd_verify_bundle(args: argparse.Namespace) -> int:
+    from segment2b.bundle_verify import main as verify_main
+
+    return verify_main([str(f) for f in args.folders])
+
+
+def cmd_stale(args: argparse.Namespace) -> None:
+    """Dagster's own status of every asset of a partition; policies are observed first so a
+    policy edit shows up as a new data version."""
+    from segment2b.definitions import defs
+    from segment2b.staleness import format_report, stale_report
+
+    _execute("observe_policies", _run_config(args))
+    print(format_report(stale_report(defs, dg.DagsterInstance.get(), args.partition)))
+
+
+def cmd_prune(args: argparse.Namespace) -> None:
+    from segment2b.certification.evidence import prune
+
+    report = prune(_storage(args.home), dry_run=not args.apply)
+    verb = "deleted" if args.apply else "would delete"
+    for item in report.items:
+        print(f"{verb} {item.kind:<8} {item.bytes:>12,d} B  {item.path}")
+    outcome = "freed" if args.apply else "to free"
+    print(f"{len(report.items)} item(s), {report.bytes_freed:,d} bytes {outcome}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from segment2b.bench.main import run_bench
+
+    run_bench(args)
 
 
 def cmd_ui(args: argparse.Namespace) -> None:
@@ -131,22 +184,38 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--merchants", type=int, default=None)
     parser.add_argument("--arrivals", type=int, default=None)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="world + every state for the seed panel")
+    p_run = sub.add_parser("run", help="world + every state + certification for the seed panel")
     p_run.add_argument("--seeds", type=int, nargs="*")
     sub.add_parser("world", help="generate the upstream world and its 1B gate")
+    p_verify = sub.add_parser("verify-bundle", help="re-verify validation bundle(s) by hash law")
+    p_verify.add_argument("folders", nargs="+", type=Path)
+    p_stale = sub.add_parser("stale", help="Dagster's fresh/stale status of every asset")
+    p_stale.add_argument("--partition", default=str(REQUIRED_SEEDS[0]))
+    p_prune = sub.add_parser("prune", help="delete superseded packs, run logs, staging folders")
+    p_prune.add_argument("--apply", action="store_true", help="delete (default: dry run)")
+    p_bench = sub.add_parser("bench", help="per-state runtime report on the default world")
+    p_bench.add_argument("--out", type=Path, default=None)
+    p_bench.add_argument("--sweep", action="store_true", help="also run the scale sweep")
     p_ui = sub.add_parser("ui", help="Dagster UI (webserver + daemon) on localhost")
     p_ui.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
     args.home = (args.home or default_home()).resolve()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.command == "verify-bundle":
+        raise SystemExit(cmd_verify_bundle(args))
     os.environ[HOME_ENV] = str(args.home)
+    if args.policies:
+        os.environ[POLICIES_ENV] = str(Path(args.policies).resolve())
     _instance_home(args.home)
-    if args.command == "run":
-        cmd_run(args)
-    elif args.command == "world":
-        cmd_world(args)
-    elif args.command == "ui":
-        cmd_ui(args)
+    commands = {
+        "run": cmd_run,
+        "world": cmd_world,
+        "stale": cmd_stale,
+        "prune": cmd_prune,
+        "bench": cmd_bench,
+        "ui": cmd_ui,
+    }
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ failing B is an ERROR, advisory rows are WARN. Structural checks are blocking: a
 everything downstream in the run.
 """
 
-
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any

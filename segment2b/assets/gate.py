@@ -1,7 +1,6 @@
 """S0 gate assets: ``sealed_inputs_2B`` (one row per sealed input) and ``s0_gate_receipt_2B``
 (one object), per seed × manifest_fingerprint. Thin wiring around ``states.s0_gate``."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg

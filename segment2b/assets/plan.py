@@ -5,7 +5,6 @@ merchant; ``s3_day_effects`` one row per merchant × day × tz group; ``s4_group
 grain with the routed group mix. Each asset runs its state's runner and attaches check results.
 """
 
-
 from collections.abc import Iterator
 
 import dagster as dg

@@ -4,7 +4,6 @@ Editing a policy changes only its own data version, so only the assets that read
 everything below them) become stale.
 """
 
-
 import hashlib
 
 import dagster as dg

@@ -5,28 +5,13 @@ Grain: ``upstream_world`` — one world (merchants, sites, time zones, arrivals)
 ``s5_arrival_roster`` — one JSONL roster per seed × parameter_hash × run_id.
 """
 
-
 import dagster as dg
-import polars as pl
 
-from segment2b.errors import SegmentError
 from segment2b.partitions import SEED_PARTITIONS
+from segment2b.pipeline import publish_gate, publish_roster, publish_world
 from segment2b.policy.models import POLICY_IDS
 from segment2b.resources import SegmentStore, WorldSettings
-from segment2b.run_plan import plan_run, world_fingerprint
-from segment2b.storage.digests import sha256_bytes
 from segment2b.world.config import GENERATOR_VERSION
-from segment2b.world.generator import generate_world
-from segment2b.world.outputs import (
-    roster_jsonl,
-    tz_cache_for,
-    world_created_utc,
-    write_gate_bundle,
-    write_roster,
-    write_run_receipt,
-    write_seed_world,
-)
-from segment2b.world.report import self_check, world_report
 
 UPSTREAM_GROUP = "upstream"
 
@@ -42,42 +27,18 @@ def upstream_world(
     context: dg.AssetExecutionContext, store: SegmentStore, world: WorldSettings
 ) -> dg.MaterializeResult:
     seed = int(context.partition_key)
-    config = world.config()
-    home = store.storage()
-    mf = world_fingerprint(config, world.panel())
-    generated = generate_world(config, seed)
-    problems = self_check(generated, config)
-    if problems:
-        raise SegmentError(
-            "UW-050",
-            f"world self-check failed: {problems[0]}",
-            dataset="upstream_world",
-            key=f"seed={seed}",
-            context={"problems": problems[:20]},
-        )
-    report = world_report(generated, config)
-    digests = write_seed_world(
-        home,
-        seed=seed,
-        manifest_fingerprint=mf,
-        created_utc=world_created_utc(config.start_day),
-        site_locations=generated.site_locations,
-        site_timezones=generated.site_timezones,
-        merchants=generated.merchants,
-        arrivals=generated.roster,
-        report=report,
-    )
-    context.log.info("world seed=%s mf=%s sites=%s", seed, mf, generated.site_locations.height)
+    step = publish_world(store.storage(), world.config(), world.panel(), seed)
+    context.log.info("world seed=%s mf=%s sites=%s", seed, step.manifest_fingerprint, step.sites)
     return dg.MaterializeResult(
         metadata={
-            "manifest_fingerprint": mf,
-            "profile": config.profile,
-            "merchants": generated.merchants.height,
-            "sites": generated.site_locations.height,
-            "arrivals": generated.roster.height,
-            "world_report": dg.MetadataValue.json(report),
+            "manifest_fingerprint": step.manifest_fingerprint,
+            "profile": world.profile,
+            "merchants": step.merchants,
+            "sites": step.sites,
+            "arrivals": step.arrivals,
+            "world_report": dg.MetadataValue.json(dict(step.report)),
         },
-        data_version=dg.DataVersion(digests.data_version()),
+        data_version=dg.DataVersion(step.data_version),
     )
 
 
@@ -91,36 +52,17 @@ def upstream_world(
 def validation_bundle_1B(  # noqa: N802 - asset key is the dictionary id
     context: dg.AssetExecutionContext, store: SegmentStore, world: WorldSettings
 ) -> dg.MaterializeResult:
-    config = world.config()
-    home = store.storage()
-    panel = world.panel()
-    mf = world_fingerprint(config, panel)
-    counts: dict[int, int] = {}
-    tzids: set[str] = set()
-    for seed in panel:
-        tokens = {"seed": str(seed), "manifest_fingerprint": mf}
-        tz = pl.read_parquet(home.path("site_timezones", tokens), columns=["tzid"])
-        counts[seed] = tz.height
-        tzids.update(tz["tzid"].unique().to_list())
-    cache = tz_cache_for(
-        sorted(tzids),
-        mf,
-        world_created_utc(config.start_day),
-        config.start_day.year,
-        config.end_day.year,
+    step = publish_gate(store.storage(), world.config(), world.panel())
+    context.log.info(
+        "1B gate published mf=%s digest=%s", step.manifest_fingerprint, step.bundle_sha256
     )
-    digest = write_gate_bundle(
-        home,
-        manifest_fingerprint=mf,
-        seeds=panel,
-        knobs=config.knobs(),
-        site_counts=counts,
-        tz_cache=cache,
-    )
-    context.log.info("1B gate published mf=%s digest=%s", mf, digest)
     return dg.MaterializeResult(
-        metadata={"manifest_fingerprint": mf, "bundle_sha256": digest, "tzids": len(tzids)},
-        data_version=dg.DataVersion(digest),
+        metadata={
+            "manifest_fingerprint": step.manifest_fingerprint,
+            "bundle_sha256": step.bundle_sha256,
+            "tzids": step.tzids,
+        },
+        data_version=dg.DataVersion(step.bundle_sha256),
     )
 
 
@@ -136,33 +78,7 @@ def s5_arrival_roster(
     context: dg.AssetExecutionContext, store: SegmentStore, world: WorldSettings
 ) -> dg.MaterializeResult:
     seed = int(context.partition_key)
-    config = world.config()
-    home = store.storage()
-    plan = plan_run(config, world.panel(), store.pack(), seed)
-    arrivals = pl.read_parquet(home.path("world_arrivals", plan.plan_tokens()))
-    data = roster_jsonl(arrivals)
-    write_run_receipt(
-        home,
-        run_id=plan.run_id,
-        seed=seed,
-        parameter_hash=plan.parameter_hash,
-        manifest_fingerprint=plan.manifest_fingerprint,
-        created_utc=plan.created_utc,
-    )
-    res = write_roster(home, plan.tokens(), data)
-    days = arrivals["utc_day"]
-    return dg.MaterializeResult(
-        metadata={
-            "run_id": plan.run_id,
-            "parameter_hash": plan.parameter_hash,
-            "arrivals": arrivals.height,
-            "virtual_arrivals": int(arrivals["is_virtual"].sum()),
-            "first_day": days.min(),
-            "last_day": days.max(),
-            "bytes": res.bytes,
-            "path": dg.MetadataValue.path(str(res.path)),
-        },
-        # Content digest: a policy edit moves the roster to a new run path but leaves its bytes
-        # (and so this version) unchanged.
-        data_version=dg.DataVersion(sha256_bytes(data)),
-    )
+    step = publish_roster(store.storage(), world.config(), world.panel(), store.pack(), seed)
+    meta = dict(step.metadata)
+    meta["path"] = dg.MetadataValue.path(meta["path"])
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(step.data_version))

@@ -80,6 +80,7 @@ __all__ = [
     "write_certification_pack",
     "write_lock",
     "write_pointer",
+    "write_runtime_evidence",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -94,6 +95,7 @@ TEMPLATES: dict[str, str] = {
     "lock": f"{_CERT}/locks/run_set={{run_set}}/pack={{pack_digest}}/lock.json",
     "pointers": f"{_CERT}/pointers/",
     "pointer": f"{_CERT}/pointers/{{pointer}}.json",
+    "runtime": f"{_CERT}/runtime/run_set={{run_set}}/",
 }
 """Home-relative templates (candidates for dataset-dictionary ids). ``pack_digest`` is the
 first 16 hex of the pack's H2 folder digest, so a pack's folder name is its content."""
@@ -955,6 +957,53 @@ def write_certification_pack(
     pack = publish_pack(home, files, certification=cert)
     names = advance_pointers(home, pack) if update_pointers else ()
     return CertificationRun(pack=pack, certification=cert, scorecards=tuple(cards), pointers=names)
+
+
+def write_runtime_evidence(
+    home: StorageHome,
+    run_set: str,
+    runtime: Mapping[int, Mapping[str, Any]],
+    *,
+    lane: str = "certification",
+    phase: str = PHASE,
+) -> Path:
+    """Publish the latest runtime reports of ``run_set`` beside the packs (§9), replacing the
+    previous ones.
+
+    Wall-clock figures differ on every run, so they live outside the content-addressed pack:
+    the pack stays byte-identical for unchanged inputs, and this folder holds the timings of
+    the most recent certification run of the same run set (non-authoritative evidence).
+    """
+    files: dict[str, bytes] = {}
+    for seed, report in sorted(runtime.items()):
+        run_id = str(report.get("run", {}).get("run_id", seed))
+        base = f"seeds/seed={seed}/{artifact_name('runtime', run_id, '', phase=phase)}"
+        files[f"{base}json"] = pretty_json(report)
+        files[f"{base}md"] = runtime_markdown(report).encode("utf-8")
+    lane_doc = json_ready({"lane": lane_summary(runtime, lane=lane), "runs": runtime})
+    files[artifact_name("runtime", run_set, "json", phase=phase)] = pretty_json(lane_doc)
+    files[artifact_name("runtime", run_set, "md", phase=phase)] = _lane_markdown(lane_doc).encode(
+        "utf-8"
+    )
+    target = certification_path(home, "runtime", run_set=run_set)
+
+    def write(stage: Path) -> None:
+        for rel, data in sorted(files.items()):
+            path = stage / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+    # Input version = the content itself: every new timing set legitimately replaces the last.
+    publish_folder(
+        home,
+        target,
+        write,
+        prefix=ERROR_PREFIX,
+        state="runtime",
+        dataset_id="runtime_evidence",
+        input_version=pack_digest(files),
+    )
+    return target
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,231 @@
+"""The segment's steps as plain functions: world → 1B gate → roster → S0 … S8 → certification.
+
+Dagster assets call exactly these (one step per asset), and the benchmark and the replica
+reproduction call them in-process without Dagster, so "state compute" and "Dagster overhead"
+can be timed apart. No step reads the wall clock for anything it writes.
+
+Grain: ``WorldStep`` one seed's world; ``GateStep`` one manifest; ``RosterStep`` one run
+(seed × parameter_hash × run_id); ``SeedRun`` timings of one seed's states.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from segment2b.errors import SegmentError
+from segment2b.policy.store import PolicyPack
+from segment2b.run_plan import RunPlan, plan_run, world_fingerprint
+from segment2b.states import s1_site_weights as s1
+from segment2b.states import s2_alias_tables as s2
+from segment2b.states import s3_day_effects as s3
+from segment2b.states import s4_group_weights as s4
+from segment2b.states import s5_router as s5
+from segment2b.states import s6_edge_router as s6
+from segment2b.states import s7_audit as s7
+from segment2b.states import s8_validation_bundle as s8
+from segment2b.states.outcome import StateOutcome
+from segment2b.states.s0_gate import S0Outcome, run_s0
+from segment2b.storage.digests import sha256_bytes
+from segment2b.storage.home import StorageHome
+from segment2b.world.config import WorldConfig
+from segment2b.world.generator import generate_world
+from segment2b.world.outputs import (
+    roster_jsonl,
+    tz_cache_for,
+    world_created_utc,
+    write_gate_bundle,
+    write_roster,
+    write_run_receipt,
+    write_seed_world,
+)
+from segment2b.world.report import self_check, world_report
+
+STATES: tuple[str, ...] = ("S0", "S1", "S2", "S3", "S4", "S5", "S6", "S7")
+
+
+@dataclass(frozen=True)
+class WorldStep:
+    manifest_fingerprint: str
+    data_version: str
+    report: Mapping[str, Any]
+    merchants: int
+    sites: int
+    arrivals: int
+
+
+@dataclass(frozen=True)
+class GateStep:
+    manifest_fingerprint: str
+    bundle_sha256: str
+    tzids: int
+
+
+@dataclass(frozen=True)
+class RosterStep:
+    plan: RunPlan
+    data_version: str
+    metadata: Mapping[str, Any]
+
+
+def publish_world(
+    home: StorageHome, config: WorldConfig, panel: Sequence[int], seed: int
+) -> WorldStep:
+    """Generate, self-check and publish one seed's upstream world (immutable evidence)."""
+    mf = world_fingerprint(config, panel)
+    world = generate_world(config, seed)
+    problems = self_check(world, config)
+    if problems:
+        raise SegmentError(
+            "UW-050",
+            f"world self-check failed: {problems[0]}",
+            dataset="upstream_world",
+            key=f"seed={seed}",
+            context={"problems": problems[:20]},
+        )
+    report = world_report(world, config)
+    digests = write_seed_world(
+        home,
+        seed=seed,
+        manifest_fingerprint=mf,
+        created_utc=world_created_utc(config.start_day),
+        site_locations=world.site_locations,
+        site_timezones=world.site_timezones,
+        merchants=world.merchants,
+        arrivals=world.roster,
+        report=report,
+    )
+    return WorldStep(
+        mf,
+        digests.data_version(),
+        report,
+        world.merchants.height,
+        world.site_locations.height,
+        world.roster.height,
+    )
+
+
+def publish_gate(home: StorageHome, config: WorldConfig, panel: Sequence[int]) -> GateStep:
+    """The manifest's 1B PASS gate and 2A tz cache, over every panel seed's published world."""
+    mf = world_fingerprint(config, panel)
+    counts: dict[int, int] = {}
+    tzids: set[str] = set()
+    for seed in panel:
+        tokens = {"seed": str(seed), "manifest_fingerprint": mf}
+        path = home.path("site_timezones", tokens)
+        if not path.exists():
+            raise SegmentError(
+                "UW-051",
+                "the 1B gate covers the whole panel: a seed's world is not generated yet",
+                dataset="site_timezones",
+                key=f"seed={seed}",
+            )
+        tz = pl.read_parquet(path, columns=["tzid"])
+        counts[seed] = tz.height
+        tzids.update(tz["tzid"].unique().to_list())
+    cache = tz_cache_for(
+        sorted(tzids),
+        mf,
+        world_created_utc(config.start_day),
+        config.start_day.year,
+        config.end_day.year,
+    )
+    digest = write_gate_bundle(
+        home,
+        manifest_fingerprint=mf,
+        seeds=panel,
+        knobs=config.knobs(),
+        site_counts=counts,
+        tz_cache=cache,
+    )
+    return GateStep(mf, digest, len(tzids))
+
+
+def publish_roster(
+    home: StorageHome, config: WorldConfig, panel: Sequence[int], pack: PolicyPack, seed: int
+) -> RosterStep:
+    """The run's receipt and arrival roster (JSONL, arrival order), written before S0."""
+    plan = plan_run(config, panel, pack, seed)
+    arrivals = pl.read_parquet(home.path("world_arrivals", plan.plan_tokens()))
+    data = roster_jsonl(arrivals)
+    write_run_receipt(
+        home,
+        run_id=plan.run_id,
+        seed=seed,
+        parameter_hash=plan.parameter_hash,
+        manifest_fingerprint=plan.manifest_fingerprint,
+        created_utc=plan.created_utc,
+    )
+    res = write_roster(home, plan.tokens(), data)
+    days = arrivals["utc_day"]
+    meta = {
+        "run_id": plan.run_id,
+        "parameter_hash": plan.parameter_hash,
+        "arrivals": arrivals.height,
+        "virtual_arrivals": int(arrivals["is_virtual"].sum()),
+        "first_day": days.min(),
+        "last_day": days.max(),
+        "bytes": res.bytes,
+        "path": str(res.path),
+    }
+    # Content digest: a policy edit moves the roster to a new run path but leaves its bytes
+    # (and so this version) unchanged.
+    return RosterStep(plan, sha256_bytes(data), meta)
+
+
+# --- states ----------------------------------------------------------------------------------
+
+
+def state_runners(
+    home: StorageHome, plan: RunPlan
+) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+    """One callable per state of one seed; each takes the outcomes so far (S6 joins S5's)."""
+    seed, mf = plan.seed, plan.manifest_fingerprint
+    run = {"parameter_hash": plan.parameter_hash, "run_id": plan.run_id}
+    return {
+        "S0": lambda _: run_s0(home, plan.run_id),
+        "S1": lambda _: s1.run_s1(home, seed=seed, manifest_fingerprint=mf),
+        "S2": lambda _: s2.run_s2(home, seed=seed, manifest_fingerprint=mf),
+        "S3": lambda _: s3.run_s3(home, seed=seed, manifest_fingerprint=mf),
+        "S4": lambda _: s4.run_s4(home, seed=seed, manifest_fingerprint=mf),
+        "S5": lambda _: s5.run_s5(home, seed=seed, manifest_fingerprint=mf, **run),
+        "S6": lambda done: s6.run_s6(
+            home, seed=seed, manifest_fingerprint=mf, s5=done.get("S5"), **run
+        ),
+        "S7": lambda _: s7.run_s7(home, seed=seed, manifest_fingerprint=mf, **run),
+    }
+
+
+@dataclass
+class SeedRun:
+    """What running one seed's states in-process produced: outcomes and wall-clock windows."""
+
+    plan: RunPlan
+    outcomes: dict[str, StateOutcome | S0Outcome] = field(default_factory=dict)
+    windows: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def seconds(self, state: str) -> float:
+        start, end = self.windows[state]
+        return end - start
+
+
+def run_seed_states(home: StorageHome, plan: RunPlan, *, states: Sequence[str] = STATES) -> SeedRun:
+    """Run ``states`` of one seed in lineage order, in-process (no Dagster)."""
+    runners = state_runners(home, plan)
+    out = SeedRun(plan)
+    for state in states:
+        t0 = time.perf_counter()
+        out.outcomes[state] = runners[state](out.outcomes)
+        out.windows[state] = (t0, time.perf_counter())
+    return out
+
+
+def publish_bundle(
+    home: StorageHome, manifest_fingerprint: str, required_seeds: Sequence[int]
+) -> s8.S8Result:
+    """S8 over the panel: publishes once every required seed has an S7 PASS, else WAITING."""
+    return s8.run_s8(home, manifest_fingerprint=manifest_fingerprint, required_seeds=required_seeds)
