@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,7 @@ def _execute(job_name: str, run_config: dict[str, Any], partition: str | None = 
     from segment2b.definitions import defs
 
     t0 = time.perf_counter()
-    result = defs.get_job_def(job_name).execute_in_process(
+    result = defs.resolve_job_def(job_name).execute_in_process(
         run_config=run_config,
         instance=dg.DagsterInstance.get(),
         partition_key=partition,
@@ -71,27 +73,37 @@ def _execute(job_name: str, run_config: dict[str, Any], partition: str | None = 
     return time.perf_counter() - t0
 
 
+def _execute_seeds(job_name: str, rc: dict[str, Any], seeds: Sequence[int], jobs: int) -> None:
+    """One run of ``job_name`` per seed, ``jobs`` at a time in worker processes (each seed's
+    steps stay in-process; seeds are independent, so two cores route two seeds at once)."""
+    if jobs <= 1 or len(seeds) <= 1:
+        for seed in seeds:
+            log.info("%s seed=%s done in %.2fs", job_name, seed, _execute(job_name, rc, str(seed)))
+        return
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked sqlite handles
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(_execute, job_name, rc, str(seed)): seed for seed in seeds}
+        for future in as_completed(futures):
+            log.info("%s seed=%s done in %.2fs", job_name, futures[future], future.result())
+
+
 def cmd_world(args: argparse.Namespace) -> None:
     """World of every panel seed, then the panel's 1B gate (the gate covers the whole panel)."""
     rc = _run_config(args)
-    for seed in REQUIRED_SEEDS:
-        secs = _execute("world_job", rc, str(seed))
-        log.info("world seed=%s generated in %.2fs", seed, secs)
+    _execute_seeds("world_job", rc, REQUIRED_SEEDS, args.jobs)
     secs = _execute("gate_job", rc)
     log.info("1B gate published in %.2fs", secs)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     """Policies → worlds → 1B gate → S0…S7 per seed → S8 bundle + certification, through
-    Dagster (in-process executor: one process, no per-step process start)."""
+    Dagster: in-process steps, two seeds side by side (``--jobs``)."""
     seeds = args.seeds or list(REQUIRED_SEEDS)
     rc = _run_config(args)
     t0 = time.perf_counter()
     _execute("observe_policies", rc)
     cmd_world(args)
-    for seed in seeds:
-        secs = _execute("seed_job", rc, str(seed))
-        log.info("seed=%s S0…S7 materialised in %.2fs", seed, secs)
+    _execute_seeds("seed_job", rc, seeds, args.jobs)
     secs = _execute("certify_job", rc)
     log.info("S8 + certification in %.2fs; total %.2fs", secs, time.perf_counter() - t0)
     _print_panel(args.home)
@@ -183,6 +195,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--profile", default="realistic", choices=["realistic", "replica"])
     parser.add_argument("--merchants", type=int, default=None)
     parser.add_argument("--arrivals", type=int, default=None)
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="seeds run side by side (default 2 = cores)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="world + every state + certification for the seed panel")
     p_run.add_argument("--seeds", type=int, nargs="*")
@@ -201,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.home = (args.home or default_home()).resolve()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # instance-DB migrations: noise
     if args.command == "verify-bundle":
         raise SystemExit(cmd_verify_bundle(args))
     os.environ[HOME_ENV] = str(args.home)

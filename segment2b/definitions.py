@@ -39,4 +39,8 @@ defs = dg.Definitions(
     schedules=[nightly_certification],
     sensors=[certification_cycle],
     resources={"store": SegmentStore(), "world": WorldSettings()},
+    # In-process: every step here is a numpy/polars call of a few seconds at most, so a process
+    # start per step (the multiprocess default, ~1 s each) would dominate. Parallelism comes from
+    # running seeds side by side (one run per seed), not from steps within a seed.
+    executor=dg.in_process_executor,
 )

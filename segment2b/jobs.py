@@ -3,7 +3,6 @@
 import dagster as dg
 
 from segment2b.assets.routing import ROUTER_KEYS
-from segment2b.partitions import SEED_PARTITIONS
 from segment2b.policy.models import POLICY_IDS
 
 observe_policies_job = dg.define_asset_job(
@@ -14,7 +13,6 @@ observe_policies_job = dg.define_asset_job(
 world_job = dg.define_asset_job(
     "world_job",
     selection=dg.AssetSelection.assets("upstream_world"),
-    partitions_def=SEED_PARTITIONS,
     description="Generate the upstream world of one seed.",
 )
 gate_job = dg.define_asset_job(
@@ -37,7 +35,6 @@ SEED_STATE_KEYS: tuple[str, ...] = (
 seed_job = dg.define_asset_job(
     "seed_job",
     selection=dg.AssetSelection.assets(*SEED_STATE_KEYS),
-    partitions_def=SEED_PARTITIONS,
     description="Roster, S0 … S7 of one seed, in lineage order.",
 )
 certify_job = dg.define_asset_job(

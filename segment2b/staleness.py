@@ -12,15 +12,39 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from segment2b.policy.models import POLICY_IDS
+
+# Parents whose new data version re-seals an asset without changing its own data version:
+# S0 and the roster record policy digests, but their versions exclude them (spec README §1), so
+# a policy edit reaches S1…S8 only through each state's own policy dependency.
+SEAL_ONLY: dict[str, frozenset[str]] = {
+    key: frozenset(POLICY_IDS)
+    for key in ("s0_gate_receipt_2B", "sealed_inputs_2B", "s5_arrival_roster")
+}
+
 
 @dataclass(frozen=True)
 class AssetStatus:
-    """One line of ``segment2b stale``: Dagster's status and its root causes."""
+    """One line of ``segment2b stale``: Dagster's status, its causes, and what a rerun touches.
+
+    ``status`` is Dagster's own (FRESH | STALE | MISSING); ``changes`` says whether rerunning
+    will produce a new data version (False for a seal-only refresh); ``upstream`` lists parents
+    whose rerun will change them (Dagster reports staleness one edge at a time).
+    """
 
     key: str
-    status: str  # FRESH | STALE | MISSING
+    status: str
     causes: tuple[str, ...]
-    upstream_stale: tuple[str, ...]
+    changes: bool
+    upstream: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        if self.status == "STALE" and not self.changes and not self.upstream:
+            return "STALE (seal)"
+        if self.status == "FRESH" and self.upstream:
+            return "STALE (upstream)"
+        return self.status
 
 
 def stale_report(
@@ -29,8 +53,7 @@ def stale_report(
     """Status of every materialisable asset for ``partition`` (unpartitioned ones: their own).
 
     ``causes`` are Dagster's root causes (new policy data version, new code version, upstream
-    data version changed). Dagster reports staleness only one edge at a time, so
-    ``upstream_stale`` lists stale ancestors too: what a rerun from the changed input will touch.
+    data version changed).
     """
     from dagster._core.asset_graph_view.asset_graph_view import (
         AssetGraphView,
@@ -58,21 +81,40 @@ def stale_report(
 
     for key in _topological(graph, keys):
         pk = part_for(key)
+        name = key.to_user_string()
         status = resolver.get_status(key, pk)
         causes = tuple(
-            f"{c.key.to_user_string()}: {c.reason}"
-            + (f" ({c.dependency.to_user_string()})" if c.dependency else "")
+            f"{_label(c.key)}: {c.reason}" + (f" ({_label(c.dependency)})" if c.dependency else "")
             for c in resolver.get_stale_root_causes(key, pk)
         )
-        ups = tuple(
+        direct = [
+            getattr(c.dependency or c.key, "asset_key", c.dependency or c.key)
+            for c in resolver.get_stale_causes(key, pk)
+        ]
+        seal_only = SEAL_ONLY.get(name, frozenset())
+        upstream = tuple(
             sorted(
                 p.to_user_string()
                 for p in graph.get(key).parent_keys
-                if p in statuses and (statuses[p].status != "FRESH" or statuses[p].upstream_stale)
+                if p in statuses and statuses[p].changes
             )
         )
-        statuses[key] = AssetStatus(key.to_user_string(), status.value, causes, ups)
+        # A cause on the asset itself (new code version) always changes it; a parent's new
+        # data version changes it unless that parent is only sealed.
+        own_change = status.value == "STALE" and any(
+            d == key or d.to_user_string() not in seal_only for d in direct
+        )
+        changes = status.value == "MISSING" or own_change or bool(upstream)
+        statuses[key] = AssetStatus(name, status.value, causes, changes, upstream)
     return [statuses[k] for k in keys]
+
+
+def _label(key: object) -> str:
+    """``asset`` or ``asset[partition]`` for an AssetKey or an AssetKeyPartitionKey."""
+    asset_key = getattr(key, "asset_key", key)
+    partition = getattr(key, "partition_key", None)
+    name = asset_key.to_user_string()  # type: ignore[attr-defined]
+    return f"{name}[{partition}]" if partition else name
 
 
 def _topological(graph: object, keys: Sequence[dg.AssetKey]) -> list[dg.AssetKey]:
@@ -95,14 +137,16 @@ def _topological(graph: object, keys: Sequence[dg.AssetKey]) -> list[dg.AssetKey
 
 
 def format_report(rows: Sequence[AssetStatus]) -> str:
+    """One line per asset: key, label, Dagster's causes and the changed upstreams."""
     width = max(len(r.key) for r in rows)
     lines = []
     for r in rows:
-        label = r.status if r.status != "FRESH" or not r.upstream_stale else "STALE (upstream)"
         detail = "; ".join(r.causes)
-        if r.upstream_stale:
+        if r.status == "STALE" and not r.changes:
+            detail += " (re-seal only: data version unchanged, nothing below reruns)"
+        if r.upstream:
             detail = (
-                (detail + "; " if detail else "") + "upstream stale: " + ", ".join(r.upstream_stale)
+                (detail + "; " if detail else "") + "upstream changes: " + ", ".join(r.upstream)
             )
-        lines.append(f"{r.key.ljust(width)}  {label:<16} {detail}".rstrip())
+        lines.append(f"{r.key.ljust(width)}  {r.label:<16} {detail}".rstrip())
     return "\n".join(lines)

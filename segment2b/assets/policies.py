@@ -5,6 +5,7 @@ everything below them) become stale.
 """
 
 import hashlib
+import warnings
 
 import dagster as dg
 
@@ -12,6 +13,9 @@ from segment2b.policy.models import POLICY_IDS
 from segment2b.resources import SegmentStore
 
 POLICY_GROUP = "policies"
+# Observable source assets are marked beta; the API is what we want (a file's digest as its
+# data version), so keep the warning out of every command's output.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 def _policy_source(policy_id: str) -> dg.SourceAsset:

@@ -757,9 +757,10 @@ def test_synthetic_rows_follow_their_schemas(through_s4: TinyRun) -> None:
     }
     for kind, ref in refs.items():
         assert logs[kind] and all(json_errors(ref, r) == [] for r in logs[kind]), kind
-    # The pack's envelope lacks the optional merchant_id (contracts §11); S7 restores it.
+    # Our pack declares the envelope-optional merchant_id on cdn_edge_pick (DECISIONS 14).
     cdn = FAMILIES["cdn_edge_pick"].schema_ref
-    assert all(json_errors(cdn, {**r, "merchant_id": 1}) for r in logs["cdn_edge_pick"])
+    assert all(json_errors(cdn, {**r, "merchant_id": 1}) == [] for r in logs["cdn_edge_pick"])
+    assert json_errors(cdn, {**logs["cdn_edge_pick"][0], "merchant_id": 0})
     assert "merchant_id" in {f.name for f in row_rules(cdn).fields}
 
 
