@@ -7,8 +7,10 @@ Used by the ``certification_2B`` asset, ``segment2b run`` and the replica reprod
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from segment2b.certification.evidence import (
@@ -24,7 +26,7 @@ from segment2b.certification.evidence import (
 )
 from segment2b.certification.scorecard import SeedInputs, load_seed_inputs
 from segment2b.errors import SegmentError
-from segment2b.policy.store import PolicyPack
+from segment2b.policy.store import DEFAULT_PACK, PolicyPack, load_pack
 from segment2b.run_plan import RunPlan, plan_run
 from segment2b.storage.home import StorageHome
 from segment2b.world.config import WorldConfig
@@ -36,6 +38,19 @@ PINNED_POLICIES: tuple[str, ...] = (
     "group_mix_regularizer_v1",
 )
 Windows = Mapping[str, tuple[float | None, float | None]]
+
+
+PINNED_PACK_ENV = "SEGMENT2B_PINNED_POLICIES"
+
+
+def pinned_digests() -> dict[str, str]:
+    """Digests of the pinned remediation set: the repository's ``policies/`` pack (or
+    ``$SEGMENT2B_PINNED_POLICIES``). A run sealed with any other bytes — the baseline pack, an
+    experiment — is graded INVALID_FOR_GRADING by P-FINGERPRINT (README decision 11), never
+    passed on a policy set nobody pinned."""
+    folder = Path(os.environ.get(PINNED_PACK_ENV) or DEFAULT_PACK)
+    digests = load_pack(folder).digests()
+    return {k: digests[k] for k in PINNED_POLICIES}
 
 
 @dataclass(frozen=True)
@@ -93,11 +108,10 @@ def certify_panel(
     plans = {seed: plan_run(config, panel, pack, seed) for seed in panel}
     pruned = prune(home, dry_run=False, current_run_ids=[p.run_id for p in plans.values()])
     inputs, plans, missing = load_panel(home, config, panel, pack)
-    digests = pack.digests()
     run = write_certification_pack(
         home,
         inputs,
-        pinned_policy_digests={k: digests[k] for k in PINNED_POLICIES},
+        pinned_policy_digests=pinned_digests(),
         required_seeds=panel,
         lane=lane,
     )
