@@ -1039,11 +1039,8 @@ def write_s1_parts(frame: pl.DataFrame, folder: Any) -> list[str]:
     bounds = part_bounds(sizes)
     names = []
     for k, (a, b) in enumerate(itertools.pairwise(bounds)):
-        path = write_parquet_part(frame.slice(a, b - a), folder)
-        target = path.with_name(f"part-{k:05d}.parquet")
-        if target != path:
-            path.rename(target)
-        names.append(target.name)
+        path = write_parquet_part(frame.slice(a, b - a), folder, f"part-{k:05d}.parquet")
+        names.append(path.name)
     return names
 
 

@@ -12,12 +12,13 @@ from segment2b.errors import SegmentError
 PART_NAME = "part-00000.parquet"
 
 
-def write_parquet_part(frame: pl.DataFrame, folder: Path) -> Path:
-    """One ``part-00000.parquet`` per partition, zstd, fixed row groups, no statistics drift.
+def write_parquet_part(frame: pl.DataFrame, folder: Path, name: str = PART_NAME) -> Path:
+    """Write one part file (default ``part-00000.parquet``): zstd, fixed row groups.
 
-    Byte-identical for identical frames under the pinned polars version.
+    Byte-identical for identical frames under the pinned polars version. Multi-part writers pass
+    each part's own ``name`` so no part ever overwrites another.
     """
-    path = folder / PART_NAME
+    path = folder / name
     frame.write_parquet(path, compression="zstd", compression_level=3, row_group_size=100_000)
     return path
 

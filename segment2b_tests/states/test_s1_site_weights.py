@@ -335,6 +335,15 @@ def test_empty_input_writes_one_zero_row_part(tmp_path: Path) -> None:
     assert back.height == 0 and back.schema == build.frame.schema
 
 
+def test_multi_part_write_keeps_every_row(tmp_path: Path) -> None:
+    # Regression (scale sweep): parts once shared one file name and overwrote each other.
+    frame = pl.DataFrame({"merchant_id": np.repeat(np.arange(3, dtype=np.uint64), 60_000)})
+    names = write_s1_parts(frame, tmp_path)
+    assert names == ["part-00000.parquet", "part-00001.parquet"]
+    back = pl.concat([pl.read_parquet(tmp_path / n) for n in names])
+    assert back.equals(frame)
+
+
 def test_part_split_rule() -> None:
     assert part_bounds([60_000, 50_000, 10]) == [0, 110_000, 110_010]
     assert part_bounds([100_000, 5]) == [0, 100_000, 100_005]
