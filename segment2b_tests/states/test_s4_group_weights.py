@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -381,17 +380,3 @@ def test_run_s4_policy_edit_after_seal_is_070(through_s3: TinyRun) -> None:
     path = through_s3.home.path("group_mix_regularizer_v1")
     path.write_bytes(path.read_bytes() + b" ")
     assert _code(lambda: _run(through_s3)).code == "2B-S4-070"
-
-
-# --- scale -----------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_s3_plus_s4_under_two_seconds_at_design_scale() -> None:
-    tz, s1 = synthetic_world()
-    t0 = time.perf_counter()
-    b3 = build_s3(tz, s1, pack_policy(), manifest_fingerprint=MF, seed=42, created_utc=CREATED)
-    b4 = build_s4(s1, tz, b3.frame, reg_policy(), created_utc=CREATED)
-    elapsed = time.perf_counter() - t0
-    assert b4.frame.height == b3.frame.height > 250_000
-    assert elapsed < 2.0
