@@ -30,6 +30,7 @@ __all__ = [
     "U_MAX_BELOW_ONE",
     "RoutingDraws",
     "derive_routing_stream",
+    "routing_counters",
     "routing_draws",
     "routing_uniform",
     "site_id",
@@ -190,6 +191,32 @@ class RoutingDraws:
         return int(self.w.size)
 
 
+def routing_counters(
+    stream: PhiloxStream, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(before_hi, before_lo, after_hi, after_lo)`` of ``n`` consecutive single-counter
+    events: event ``k`` has ``before = ctr0 + k`` and ``after = ctr0 + k + 1``.
+
+    Counters alone need no Philox call, so S5 can start serialising its trace (which only
+    echoes counters) while the draws are still being decoded; :func:`routing_draws` uses the
+    same words.
+
+    Raises
+    ------
+    OverflowError
+        If ``ctr0 + n`` exceeds ``2**128 - 1`` (``abort_on_wrap``), the last after-counter
+        included.
+    """
+    before_hi, before_lo = counters_from_base(stream.counter_hi, stream.counter_lo, n)
+    if n:
+        # after-counter of the last event must not wrap either.
+        counters_from_base(stream.counter_hi, stream.counter_lo, np.array([n], dtype=np.uint64))
+    after_hi, after_lo = counters_from_base(
+        stream.counter_hi, stream.counter_lo, np.arange(1, n + 1, dtype=np.uint64)
+    )
+    return before_hi, before_lo, after_hi, after_lo
+
+
 def routing_draws(stream: PhiloxStream, n: int) -> RoutingDraws:
     """Draw ``n`` consecutive events of a routing stream: event ``k`` uses ``ctr0 + k``.
 
@@ -216,13 +243,7 @@ def routing_draws(stream: PhiloxStream, n: int) -> RoutingDraws:
     -----------------------
     ``w = Philox2x64-10((x0=lo, x1=hi), key).lane0``; lane 1 is discarded.
     """
-    before_hi, before_lo = counters_from_base(stream.counter_hi, stream.counter_lo, n)
-    if n:
-        # after-counter of the last event must not wrap either.
-        counters_from_base(stream.counter_hi, stream.counter_lo, np.array([n], dtype=np.uint64))
-    after_hi, after_lo = counters_from_base(
-        stream.counter_hi, stream.counter_lo, np.arange(1, n + 1, dtype=np.uint64)
-    )
+    before_hi, before_lo, after_hi, after_lo = routing_counters(stream, n)
     w, _lane1 = philox2x64_10(before_lo, before_hi, stream.key)
     return RoutingDraws(before_hi, before_lo, after_hi, after_lo, w, routing_uniform(w))
 

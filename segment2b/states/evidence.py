@@ -17,7 +17,7 @@ from typing import Any
 from segment2b.catalogue.schemas import json_errors
 from segment2b.errors import SegmentError
 from segment2b.policy.store import LoadedPolicy, load_policy
-from segment2b.storage.digests import sha256_file
+from segment2b.storage.digests import sha256_bytes, sha256_file
 from segment2b.storage.home import StorageHome
 
 
@@ -122,6 +122,19 @@ class S0Evidence:
 
     def sealed_file(self, asset_id: str, tokens: Mapping[str, str] | None = None) -> Path:
         """A sealed single-file input (e.g. the roster) whose H1 digest must still match."""
+        path = self._sealed_path(asset_id, tokens)
+        self._check_digest(asset_id, path, sha256_file(path))
+        return path
+
+    def sealed_bytes(self, asset_id: str, tokens: Mapping[str, str] | None = None) -> bytes:
+        """Like :meth:`sealed_file`, but read once: the bytes that were hashed are returned
+        (no second read, and exactly the sealed bytes are what the caller parses)."""
+        path = self._sealed_path(asset_id, tokens)
+        data = path.read_bytes()
+        self._check_digest(asset_id, path, sha256_bytes(data))
+        return data
+
+    def _sealed_path(self, asset_id: str, tokens: Mapping[str, str] | None) -> Path:
         path = self.path(asset_id, tokens)
         if not path.is_file():
             raise self._err(
@@ -130,7 +143,9 @@ class S0Evidence:
                 asset_id,
                 key=str(path),
             )
-        digest = sha256_file(path)
+        return path
+
+    def _check_digest(self, asset_id: str, path: Path, digest: str) -> None:
         if digest != self.rows[asset_id]["sha256_hex"]:
             raise self._err(
                 self.codes.digest_mismatch,
@@ -140,7 +155,6 @@ class S0Evidence:
                 sealed_sha256=self.rows[asset_id]["sha256_hex"],
                 actual_sha256=digest,
             )
-        return path
 
 
 def load_evidence(

@@ -8,7 +8,8 @@
   printable ASCII minus ``"`` and ``\\``. No Python loop per row.
 * **Rendering**: plans are rendered in chunks of :data:`CHUNK_ROWS` rows and written straight
   from polars' Arrow string-view buffers (zero-copy; a joined-string fallback covers layouts
-  that are not sequential), so ~1 GB of logs never sits in memory twice.
+  that are not sequential), so ~1 GB of logs never sits in memory twice. The same buffers
+  feed SHA-256 (file and per-day folder digests), so publishing never re-reads a log.
 * **Time law** (contracts §14): ``ts_utc`` of event/trace row ``k`` is ``created_utc + k µs``.
 * **Trace** (S5 §3.2): one row after each event; ``draws_total``/``blocks_total``/``events_total``
   cumulative per ``(module, substream_label)`` within the state invocation.
@@ -51,23 +52,30 @@ __all__ = [
     "Const",
     "JsonlPlan",
     "RunTokens",
+    "TraceCopy",
     "WrittenFile",
+    "WrittenFolder",
     "audit_row",
     "build_commit",
+    "copy_trace_ahead",
     "ensure_audit_row",
     "event_plan",
     "float_json",
     "json_strings",
     "jsonl_lines",
     "jsonl_plan",
+    "line_buffers",
     "lines_bytes",
+    "plan_bytes",
     "plan_lines",
     "publish_staged",
     "publish_trace_s5",
     "publish_trace_s6",
     "trace_plan",
+    "ts_micros",
     "ts_utc_series",
     "write_jsonl",
+    "write_jsonl_folder",
     "write_jsonl_split",
     "write_lines",
     "write_series",
@@ -120,11 +128,13 @@ class Col:
     """A per-row value from a frame column.
 
     ``kind``: ``"int"`` (integer column, exact decimal), ``"str"`` (string column, quoted and
-    escaped as needed), ``"json"`` (column already holds JSON text, e.g. :func:`float_json`).
+    escaped as needed), ``"json"`` (column already holds JSON text, e.g. :func:`float_json`),
+    ``"safe"`` (string column the caller has validated against a pattern that admits no
+    character JSON escapes, e.g. a date or an rfc3339 timestamp: quoted without a scan).
     """
 
     name: str
-    kind: Literal["int", "str", "json"] = "int"
+    kind: Literal["int", "str", "json", "safe"] = "int"
 
 
 def json_strings(values: Sequence[str]) -> list[str]:
@@ -178,12 +188,13 @@ class JsonlPlan:
     def chunk(self, start: int, stop: int) -> pl.Series:
         """Lines of rows ``[start, stop)``."""
         sub = self.frame.slice(start, stop - start)
+        if sub.height == 0:
+            return pl.Series("line", [], dtype=pl.String)
         if self.ts is not None:
             created, a, b = self.ts
             k = a * np.arange(start, stop, dtype=np.int64) + b
-            sub = sub.with_columns(ts_utc_series(created, k).alias("ts_utc"))
-        if sub.height == 0:
-            return pl.Series("line", [], dtype=pl.String)
+            # The two ts pieces go straight into the line (no ts_utc string per row).
+            sub = sub.with_columns(*_ts_parts(created, k))
         return sub.select(self.expr.alias("line")).to_series()
 
 
@@ -217,8 +228,12 @@ def jsonl_plan(
             pieces.append(pl.col(spec.name).cast(pl.String))
         elif spec.kind == "json":
             pieces.append(pl.col(spec.name))
+        elif spec.kind == "safe":
+            pieces += ['"', pl.col(spec.name), '"']
         elif spec.name == "ts_utc" and ts is not None:
-            pieces += ['"', pl.col("ts_utc"), '"']  # the time-law format needs no escaping
+            # Time law: "<YYYY-MM-DDTHH:MM:SS.><ffffff>Z" (needs no escaping); the pieces are
+            # the columns :meth:`JsonlPlan.chunk` adds per chunk.
+            pieces += ['"', pl.col(_TS_PREFIX), _TS_FRACTION, 'Z"']
         else:
             col = frame.get_column(spec.name).cast(pl.String)
             if _safe_strings(col):
@@ -263,6 +278,16 @@ def lines_bytes(lines: pl.Series) -> bytes:
     return str(lines.str.join("").item()).encode("ascii")
 
 
+def plan_bytes(plan: JsonlPlan, *, chunk_rows: int = CHUNK_ROWS) -> bytes:
+    """The file bytes of a whole plan (in-memory files such as S6's trace tail), rendered
+    chunk by chunk and joined once from the line buffers (no intermediate ``str``)."""
+    return b"".join(
+        part
+        for a in range(0, plan.n, chunk_rows)
+        for part in line_buffers(plan.chunk(a, min(a + chunk_rows, plan.n)))
+    )
+
+
 def _view_buffers(lines: pl.Series) -> list[memoryview] | None:
     """Zero-copy byte ranges holding the concatenated lines, or None if not contiguous.
 
@@ -303,31 +328,55 @@ def _view_buffers(lines: pl.Series) -> list[memoryview] | None:
     return out
 
 
-def write_series(fh: Any, lines: pl.Series) -> int:
-    """Append a line series verbatim to an open binary file; returns bytes written."""
+def line_buffers(lines: pl.Series) -> list[Any]:
+    """The bytes of a line series as buffers in order: zero-copy views when the layout allows
+    (see :func:`_view_buffers`), else one joined ``bytes``."""
     if lines.len() == 0:
-        return 0
+        return []
     parts = _view_buffers(lines)
-    if parts is None:
-        data = lines_bytes(lines)
-        fh.write(data)
-        return len(data)
+    return parts if parts is not None else [lines_bytes(lines)]
+
+
+def write_series(fh: Any, lines: pl.Series, *hashers: Any) -> int:
+    """Append a line series verbatim to an open binary file; returns bytes written.
+
+    ``hashers`` (``hashlib`` objects) are fed the same bytes in the same order, so digests come
+    from the buffers already in memory instead of a second read of the file. Both ``write``
+    and ``update`` release the GIL on these multi-MB buffers.
+    """
     total = 0
-    for mv in parts:
+    for mv in line_buffers(lines):
         fh.write(mv)
+        for h in hashers:
+            h.update(mv)
         total += len(mv)
     return total
 
 
 @dataclass(frozen=True)
 class WrittenFile:
-    """A staged JSONL file: rows, bytes and its first/last line (for spot checks)."""
+    """A staged JSONL file: rows, bytes, its first/last line (for spot checks) and the
+    SHA-256 of its bytes (H1, computed while writing)."""
 
     path: Path
     rows: int
     bytes: int
     first: str | None
     last: str | None
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class WrittenFolder:
+    """Files written by :func:`write_jsonl_folder`.
+
+    ``sha256`` is the H2 folder digest (every file's bytes, concatenated in relative-path
+    order) of the files below ``root``, or None when the plan's row order does not follow the
+    path order (then the publisher digests the folder itself).
+    """
+
+    files: dict[Path, WrittenFile]
+    sha256: str | None
 
 
 def write_jsonl(
@@ -339,19 +388,77 @@ def write_jsonl(
     chunk_rows: int = CHUNK_ROWS,
 ) -> WrittenFile:
     """Serialise rows ``[start, stop)`` of a plan into ``path``, chunk by chunk (bounded memory,
-    zero-copy writes)."""
+    zero-copy writes), hashing the bytes on the way."""
     path.parent.mkdir(parents=True, exist_ok=True)
     end = plan.n if stop is None else stop
     first = last = None
     size = 0
+    h = hashlib.sha256()
     with path.open("wb") as fh:
         for a in range(start, end, chunk_rows):
             lines = plan.chunk(a, min(a + chunk_rows, end))
             if a == start:
                 first = str(lines[0])
             last = str(lines[-1])
-            size += write_series(fh, lines)
-    return WrittenFile(path, end - start, size, first, last)
+            size += write_series(fh, lines, h)
+    return WrittenFile(path, end - start, size, first, last, h.hexdigest())
+
+
+def write_jsonl_folder(
+    plan: JsonlPlan,
+    ranges: Mapping[Path, tuple[int, int]],
+    root: Path | None,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+) -> WrittenFolder:
+    """Render a plan once, chunk by chunk, writing consecutive row ranges to their own files
+    below ``root`` (per-day logs: the plan's rows are sorted by day; ``ranges`` cover
+    ``[0, n)``). Each file is hashed while written; when ``root`` is given and the files' row
+    order equals their relative-path order, the folder digest (H2) is accumulated in the same
+    pass."""
+    spans = [(p, r) for p, r in sorted(ranges.items(), key=lambda kv: kv[1]) if r[1] > r[0]]
+    rels = [p.relative_to(root).as_posix() for p, _ in spans] if root is not None else None
+    folder = hashlib.sha256() if rels is not None and rels == sorted(rels) else None
+    out: dict[Path, WrittenFile] = {}
+    k = 0
+    fh: Any = None
+    h: Any = None
+    state: dict[str, Any] = {}
+    try:
+        for a in range(0, plan.n, chunk_rows):
+            b = min(a + chunk_rows, plan.n)
+            lines = plan.chunk(a, b)
+            while k < len(spans) and spans[k][1][0] < b:
+                path, (lo, hi) = spans[k]
+                if fh is None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    fh = path.open("wb")
+                    h = hashlib.sha256()
+                    state = {"rows": 0, "bytes": 0, "first": None}
+                s0, s1 = max(lo, a), min(hi, b)
+                part = lines.slice(s0 - a, s1 - s0)
+                size = write_series(fh, part, *(h, folder) if folder is not None else (h,))
+                if state["first"] is None:
+                    state["first"] = str(part[0])
+                state["rows"] += part.len()
+                state["bytes"] += size
+                if hi > b:
+                    break
+                fh.close()
+                fh = None
+                out[path] = WrittenFile(
+                    path,
+                    state["rows"],
+                    state["bytes"],
+                    state["first"],
+                    str(part[-1]),
+                    h.hexdigest(),
+                )
+                k += 1
+    finally:
+        if fh is not None:
+            fh.close()
+    return WrittenFolder(out, folder.hexdigest() if folder is not None else None)
 
 
 def write_jsonl_split(
@@ -362,37 +469,7 @@ def write_jsonl_split(
 ) -> dict[Path, WrittenFile]:
     """Render a plan once, chunk by chunk, writing consecutive row ranges to their own files
     (per-day logs: the plan's rows are sorted by day; ``ranges`` cover ``[0, n)`` in order)."""
-    spans = sorted(ranges.items(), key=lambda kv: kv[1])
-    out: dict[Path, WrittenFile] = {}
-    k = 0
-    for a in range(0, plan.n, chunk_rows):
-        b = min(a + chunk_rows, plan.n)
-        lines = plan.chunk(a, b)
-        while k < len(spans) and spans[k][1][0] < b:
-            path, (lo, hi) = spans[k]
-            if hi <= lo:
-                k += 1
-                continue
-            s0, s1 = max(lo, a), min(hi, b)
-            part = lines.slice(s0 - a, s1 - s0)
-            prev = out.get(path)
-            if prev is None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("ab" if prev else "wb") as fh:
-                size = write_series(fh, part)
-            first = prev.first if prev else str(part[0])
-            out[path] = WrittenFile(
-                path,
-                (prev.rows if prev else 0) + part.len(),
-                (prev.bytes if prev else 0) + size,
-                first,
-                str(part[-1]),
-            )
-            if hi <= b:
-                k += 1
-            else:
-                break
-    return out
+    return write_jsonl_folder(plan, ranges, None, chunk_rows=chunk_rows).files
 
 
 def write_lines(lines: pl.Series, path: Path) -> None:
@@ -407,6 +484,12 @@ def write_lines(lines: pl.Series, path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def ts_micros(ts_utc: str) -> int:
+    """Microseconds since the epoch of an rfc3339_micros timestamp (inverse of the time law's
+    formatting); ``ValueError`` if it is not ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    return _parse_ts(ts_utc)
+
+
 def _parse_ts(created_utc: str) -> int:
     m = _TS.match(created_utc)
     if not m:
@@ -417,32 +500,43 @@ def _parse_ts(created_utc: str) -> int:
     return int(base.timestamp()) * 1_000_000 + us
 
 
-def ts_utc_series(created_utc: str, k: np.ndarray) -> pl.Series:
-    """``created_utc + k µs`` formatted ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (contracts §14).
+_TS_PREFIX = "_ts_prefix"
+_TS_MICROS = "_ts_micros"
+# Six zero-padded digits of the microsecond: ``1_000_000 + f`` printed, leading "1" dropped.
+_TS_FRACTION = (pl.col(_TS_MICROS) + 1_000_000).cast(pl.String).str.slice(1)
 
-    Only distinct whole seconds (a handful per million rows) go through ``datetime``; the
-    microsecond part is a zero-padded integer column.
+
+def _ts_parts(created_utc: str, k: np.ndarray) -> tuple[pl.Series, pl.Series]:
+    """``created_utc + k µs`` as ``(_ts_prefix, _ts_micros)``: the ``YYYY-MM-DDTHH:MM:SS.``
+    text of each row's second and its microsecond (0..999999).
+
+    Only distinct whole seconds (a handful per million rows) go through ``datetime``.
     """
     kk = np.asarray(k, dtype=np.int64)
-    if kk.size == 0:
-        return pl.Series("ts_utc", [], dtype=pl.String)
     total = _parse_ts(created_utc) + kk
     sec = total // 1_000_000
     frac = total - sec * 1_000_000
-    s0 = int(sec.min())
-    uniq = range(s0, int(sec.max()) + 1)
+    s0 = int(sec.min()) if kk.size else 0
+    s1 = int(sec.max()) if kk.size else -1
     prefixes = pl.Series(
-        [dt.datetime.fromtimestamp(s, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") for s in uniq],
+        [
+            dt.datetime.fromtimestamp(s, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            for s in range(s0, s1 + 1)
+        ],
         dtype=pl.String,
     )
-    frame = pl.DataFrame(
-        {
-            "p": prefixes.gather(pl.Series((sec - s0).astype(np.uint32))),
-            "f": pl.Series(frac, dtype=pl.Int64),
-        }
-    )
+    prefix = prefixes.gather(pl.Series((sec - s0).astype(np.uint32))).alias(_TS_PREFIX)
+    return prefix, pl.Series(_TS_MICROS, frac, dtype=pl.Int64)
+
+
+def ts_utc_series(created_utc: str, k: np.ndarray) -> pl.Series:
+    """``created_utc + k µs`` formatted ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (contracts §14)."""
+    kk = np.asarray(k, dtype=np.int64)
+    if kk.size == 0:
+        return pl.Series("ts_utc", [], dtype=pl.String)
+    frame = pl.DataFrame(_ts_parts(created_utc, kk))
     return frame.select(
-        pl.concat_str([pl.col("p"), pl.col("f").cast(pl.String).str.zfill(6), pl.lit("Z")])
+        pl.concat_str([pl.col(_TS_PREFIX), _TS_FRACTION, pl.lit("Z")]).alias("ts_utc")
     ).to_series()
 
 
@@ -535,17 +629,17 @@ def trace_plan(
     for c in range(len(modules)):
         idx = np.flatnonzero(codes == c)
         totals[idx] = np.arange(1, idx.size + 1, dtype=np.uint64)
-    if len(modules) == 1:
-        mod_field: Const | Col = Const(modules[0])
-        lab_field: Const | Col = Const(labels[0])
-        key_cols: dict[str, pl.Series] = {}
-    else:
-        gather = pl.Series(codes.astype(np.uint32))
-        key_cols = {
-            "module": pl.Series(json_strings(modules), dtype=pl.String).gather(gather),
-            "label": pl.Series(json_strings(labels), dtype=pl.String).gather(gather),
-        }
-        mod_field, lab_field = Col("module", "json"), Col("label", "json")
+    # A key part shared by every key (S5: one module, two labels) is a constant, not a column.
+    gather = pl.Series(codes.astype(np.uint32))
+    key_cols: dict[str, pl.Series] = {}
+    mod_field: Const | Col = Const(modules[0])
+    lab_field: Const | Col = Const(labels[0])
+    if len(set(modules)) > 1:
+        key_cols["module"] = pl.Series(json_strings(modules), dtype=pl.String).gather(gather)
+        mod_field = Col("module", "json")
+    if len(set(labels)) > 1:
+        key_cols["label"] = pl.Series(json_strings(labels), dtype=pl.String).gather(gather)
+        lab_field = Col("label", "json")
     cols, hi_zero = _counter_columns(*counters)
     frame = pl.DataFrame({**cols, "total": pl.Series(totals, dtype=pl.UInt64), **key_cols})
     fields: dict[str, Const | Col] = {
@@ -673,6 +767,7 @@ def publish_staged(
     state: str,
     dataset_id: str,
     input_version: str,
+    digest: str | None = None,
 ) -> PublishResult:
     """Publish a partition folder whose files were already written (validated) under ``staged``.
 
@@ -682,6 +777,8 @@ def publish_staged(
     ``<prefix>-080`` unless the input version changed (README §2 working-output replace).
     Used for event families (``run_id=…/part-00000.jsonl``) and the per-day logs (the whole
     ``run_id=…/`` folder with its ``utc_day=…/`` files: one atomic rename for every day).
+    ``digest``: the staged folder's H2 digest when the writer already computed it from the
+    bytes it wrote (saves re-reading them); None digests the staged folder.
     """
 
     def write(stage: Path) -> None:
@@ -696,6 +793,7 @@ def publish_staged(
         state=state,
         dataset_id=dataset_id,
         input_version=input_version,
+        digest=digest,
     )
 
 
@@ -749,7 +847,12 @@ def _last_line(path: Path) -> bytes:
 
 
 def publish_trace_s5(
-    home: StorageHome, target: Path, staged: Path, *, input_version: str
+    home: StorageHome,
+    target: Path,
+    staged: Path,
+    *,
+    input_version: str,
+    digest: str | None = None,
 ) -> PublishResult:
     """Publish S5's trace rows (S5 §8) from a staged file on the target's filesystem.
 
@@ -758,10 +861,15 @@ def publish_trace_s5(
     * otherwise, if S5's recorded input version differs -> replace the file with the new S5 rows
       (any S6 tail is dropped: S6 is stale and re-appends);
     * else ``2B-S5-080``.
+
+    ``digest``: SHA-256 of the staged bytes if the writer computed it (then a fresh target
+    needs no read at all).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     exists = target.exists()
-    digest, prefix_ok = _hash_and_prefix_match(staged, target if exists else None)
+    prefix_ok = False
+    if digest is None or exists:
+        digest, prefix_ok = _hash_and_prefix_match(staged, target if exists else None)
     size = staged.stat().st_size
     outcome: Literal["published", "idempotent", "replaced"] = "published"
     if exists:
@@ -787,8 +895,56 @@ def publish_trace_s5(
     return PublishResult(target, size, digest, outcome)
 
 
+@dataclass(frozen=True)
+class TraceCopy:
+    """A private copy of the shared trace (S5's rows) made while S6 renders, so S6's publish
+    only appends its tail and renames. ``source`` is the copied file's ``(inode, size,
+    mtime_ns)``: the copy is used only if the trace is still exactly that file."""
+
+    stage: Path
+    path: Path
+    source: tuple[int, int, int]
+
+    def discard(self) -> None:
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def copy_trace_ahead(target: Path) -> TraceCopy | None:
+    """Copy the trace into a private ``_tmp.<uuid>/`` sibling ahead of :func:`publish_trace_s6`
+    (a kernel copy that overlaps S6's rendering). None if there is no trace, it changed while
+    being copied, or the copy failed (the publish then copies as usual)."""
+    stage = target.parent / f"_tmp.{uuid.uuid4().hex}"
+    try:
+        before = _stat_key(target)
+        if before is None:
+            return None
+        stage.mkdir()
+        path = stage / target.name
+        shutil.copyfile(target, path)
+        if _stat_key(target) != before:
+            shutil.rmtree(stage, ignore_errors=True)
+            return None
+    except OSError:
+        shutil.rmtree(stage, ignore_errors=True)
+        return None
+    return TraceCopy(stage, path, before)
+
+
 def publish_trace_s6(
-    home: StorageHome, target: Path, tail: bytes, *, input_version: str
+    home: StorageHome,
+    target: Path,
+    tail: bytes,
+    *,
+    input_version: str,
+    ahead: TraceCopy | None = None,
 ) -> PublishResult | None:
     """Append S6's trace rows after S5's (S6 §7) by publishing ``existing ‖ tail`` atomically.
 
@@ -799,6 +955,8 @@ def publish_trace_s6(
       differs, in which case the old S6 tail is replaced;
     * target absent -> the tail becomes the file (spec: rename temp into place).
 
+    ``ahead``: a :func:`copy_trace_ahead` copy, used instead of copying the trace now when the
+    trace is still the file it was made from (the caller discards it afterwards).
     The returned digest and size are those of S6's tail (S6's contribution to the shared file).
     """
     tail_module = b'"module": "2B.virtual_edge"'
@@ -840,7 +998,10 @@ def publish_trace_s6(
         outcome = "replaced"
 
     def write(staged: Path) -> None:
-        shutil.copyfile(target, staged)  # kernel copy of the S5 part
+        if ahead is not None and ahead.path.is_file() and _stat_key(target) == ahead.source:
+            os.replace(ahead.path, staged)  # the copy made while S6 rendered
+        else:
+            shutil.copyfile(target, staged)  # kernel copy of the S5 part
         with staged.open("r+b") as dst:
             dst.truncate(keep)
             dst.seek(keep)

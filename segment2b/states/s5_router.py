@@ -10,6 +10,9 @@ Layout: a pure, vectorised core (:func:`parse_roster`, :func:`build_routing_plan
 :func:`route_arrivals`, :func:`s5_log_plans`) and a thin I/O runner (:func:`run_s5`). Alias
 tables for every needed merchant-day (Stage A) and every (merchant, tz-group) site slice
 (Stage B) are built once; all uniforms come from one Philox call; decoding is array indexing.
+The runner overlaps input reads, routing and log rendering on two workers and hashes every
+file from the buffers it writes (no file is read back); outputs are byte-identical to a
+serial run.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -40,6 +43,7 @@ from segment2b.core.routing_rng import (
     ROUTING_DOMAIN_STREAM,
     RoutingDraws,
     derive_routing_stream,
+    routing_counters,
     routing_draws,
     site_ids,
 )
@@ -71,7 +75,11 @@ __all__ = [
     "roster_posture",
     "route_arrivals",
     "run_s5",
+    "s5_group_plan",
     "s5_log_plans",
+    "s5_selection_plan",
+    "s5_site_plan",
+    "s5_trace_plan",
 ]
 
 PREFIX = "2B-S5"
@@ -102,15 +110,6 @@ ROSTER_REQUIRED: tuple[str, ...] = ("merchant_id", "utc_timestamp", "utc_day")
 ROSTER_SCHEMA = "schemas.2B.yaml#/trace/s5_arrival_roster_row"
 CHANNELS: tuple[str, ...] = ("card_present", "card_not_present")
 _TS_RE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"
-_CANONICAL_ROW = (
-    r'^\{(?:"channel": "(card_present|card_not_present)", )?'
-    r'(?:"is_virtual": (true|false), )?'
-    r'(?:"mcc": ([1-9][0-9]{3}), )?'
-    r'"merchant_id": ([1-9][0-9]{0,19}), '
-    r'"utc_day": "([0-9]{4}-[0-9]{2}-[0-9]{2})", '
-    r'"utc_timestamp": "([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}'
-    r'\.[0-9]{6}Z)"\}$'
-)
 _CANONICAL_SCHEMA = {
     "channel": pl.String,
     "is_virtual": pl.Boolean,
@@ -120,6 +119,9 @@ _CANONICAL_SCHEMA = {
     "utc_timestamp": pl.String,
 }
 _DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
+# ASCII-only forms for the canonical fast path (``\d`` also matches non-ASCII digits).
+_DATE_ASCII = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_TS_ASCII = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
 _ISO2_RE = r"^[A-Z]{2}$"
 _TZID_RE = r"^[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*$"
 _U64_MAX = 2**64 - 1
@@ -221,7 +223,7 @@ def parse_roster(data: bytes, *, prefix: str = PREFIX) -> Roster:
             "is_virtual": pl.Boolean,
         }
     )
-    if not data.strip():
+    if not data or data.isspace():  # (no stripped copy of a large roster)
         return Roster(empty, False)
     canonical = _parse_canonical(data)
     if canonical is not None:
@@ -265,14 +267,66 @@ def parse_roster(data: bytes, *, prefix: str = PREFIX) -> Roster:
     return _finish_roster(df.with_columns(pl.col("merchant_id").cast(pl.UInt64)), data, prefix)
 
 
+# A canonical roster line ends with this fixed-width tail; everything before the merchant id
+# is the (optional, sorted) channel / is_virtual / mcc prefix.
+_TAIL_BYTES = len(', "utc_day": "YYYY-MM-DD", "utc_timestamp": "YYYY-MM-DDTHH:MM:SS.ffffffZ"}')
+_MID_KEY = '"merchant_id": '
+_OPTIONAL: tuple[str, ...] = ("channel", "is_virtual", "mcc")
+
+
+def _prefix_fields(prefix: str) -> dict[str, Any] | None:
+    """The optional fields of one distinct canonical line prefix (``{`` + ``"key": value, ``
+    for each present optional key, sorted), or None unless it is exactly canonical and in
+    domain: channel in the enum, is_virtual a boolean, mcc an integer in 1000..9999."""
+    try:
+        obj = json.loads(prefix + '"merchant_id": 1}')
+    except ValueError:
+        return None
+    if (
+        not isinstance(obj, dict)
+        or len(obj) < 1
+        or not set(obj) - {"merchant_id"} <= set(_OPTIONAL)
+    ):
+        return None
+    obj.pop("merchant_id")
+    canonical = "{" + "".join(f"{json.dumps(k)}: {json.dumps(v)}, " for k, v in sorted(obj.items()))
+    if prefix != canonical:
+        return None
+    if "channel" in obj and obj["channel"] not in CHANNELS:
+        return None
+    if "is_virtual" in obj and type(obj["is_virtual"]) is not bool:
+        return None
+    if "mcc" in obj and (type(obj["mcc"]) is not int or not 1000 <= obj["mcc"] <= 9999):
+        return None
+    return obj
+
+
+def _same_bytes(lines: pl.Series, data: bytes) -> bool:
+    """Whether the concatenated lines are exactly ``data`` (compared buffer by buffer)."""
+    expected = np.frombuffer(data, dtype=np.uint8)
+    pos = 0
+    for part in rng_logs.line_buffers(lines):
+        got = np.frombuffer(part, dtype=np.uint8)
+        if not np.array_equal(got, expected[pos : pos + got.size]):
+            return False
+        pos += got.size
+    return pos == expected.size
+
+
 def _parse_canonical(data: bytes) -> pl.DataFrame | None:
     """Fast path for rosters written as ``json.dumps(row, sort_keys=True)`` lines.
 
-    One anchored regex per line validates the exact canonical shape (only roster keys, in sorted
-    order, JSON integers/booleans/strings of the right form); then a schema-driven NDJSON parse
-    extracts the fields (it cannot coerce a wrong type any more). Anything else (other
-    whitespace or key order, blank lines, CR, a non-matching line) returns None and the general
-    NDJSON path decides, so valid JSON is never rejected here.
+    Each line is cut at fixed offsets from its end (``utc_day``, ``utc_timestamp``) and at the
+    ``"merchant_id": `` key; the distinct prefixes (optional channel / is_virtual / mcc, a few
+    hundred) are decoded with ``json`` and must be canonical and in domain. Then every row is
+    rendered back canonically and the rendered file must equal ``data`` byte for byte: that
+    round trip proves each line *is* the canonical JSON of the extracted values (only roster
+    keys, sorted, exact integers, no blank lines, nothing coerced). The merchant id must be
+    >= 1 and day/timestamp must match their (ASCII) patterns. Anything else returns None and
+    the general NDJSON path decides, so valid JSON is never rejected here.
+
+    The frame equals the schema-driven NDJSON parse (``_CANONICAL_SCHEMA`` column order and
+    dtypes, optional columns absent from every row dropped).
     """
     if not data.endswith(b"\n") or data.startswith(b"\n"):
         return None
@@ -286,23 +340,63 @@ def _parse_canonical(data: bytes) -> pl.DataFrame | None:
         ).get_column("line")
     except (pl.exceptions.PolarsError, ValueError):
         return None
-    # A blank line is either skipped by the CSV reader (count mismatch) or read as null/"".
-    if lines.len() != data.count(b"\n") or lines.null_count():
+    if lines.len() == 0 or lines.null_count():
         return None
-    if not lines.str.contains(_CANONICAL_ROW).all():
+    parts = pl.select(
+        head=lines.str.head(-_TAIL_BYTES),
+        utc_day=lines.str.slice(-_TAIL_BYTES + len(', "utc_day": "'), 10),
+        utc_timestamp=lines.str.slice(-29, 27),
+    ).with_columns(pos=pl.col("head").str.find(_MID_KEY, literal=True))
+    if parts.get_column("pos").null_count():
         return None
-    # Every line has the exact canonical shape, so a schema-driven parse cannot coerce a wrong
-    # type; only the uint64 range is left (20 digits may exceed 2**64 - 1).
-    try:
-        out = pl.read_ndjson(io.BytesIO(data), schema=_CANONICAL_SCHEMA)
-    except (pl.exceptions.PolarsError, ValueError):
+    parts = parts.select(
+        "utc_day",
+        "utc_timestamp",
+        prefix=pl.col("head").str.head(pl.col("pos")),
+        merchant_id=pl.col("head")
+        .str.slice(pl.col("pos") + len(_MID_KEY))
+        .cast(pl.UInt64, strict=False),
+    )
+    bad = parts.select(
+        (pl.col("merchant_id").is_null() | (pl.col("merchant_id") < 1)).any()
+        | ~pl.col("utc_timestamp").str.contains(_TS_ASCII).all()
+    ).item()
+    days = parts.get_column("utc_day").unique()
+    if bad or not days.str.contains(_DATE_ASCII).all():
         return None
-    if out.height != lines.len() or out.get_column("merchant_id").null_count():
+    prefixes = parts.get_column("prefix").unique().to_list()
+    decoded = [_prefix_fields(p) for p in prefixes]
+    if any(d is None for d in decoded):
         return None
-    drop = [
-        c for c in ("channel", "is_virtual", "mcc") if out.get_column(c).null_count() == out.height
-    ]
-    return out.drop(drop)
+    rendered = parts.select(
+        pl.concat_str(
+            [
+                pl.col("prefix"),
+                pl.lit(_MID_KEY),
+                pl.col("merchant_id").cast(pl.String),
+                pl.lit(', "utc_day": "'),
+                pl.col("utc_day"),
+                pl.lit('", "utc_timestamp": "'),
+                pl.col("utc_timestamp"),
+                pl.lit('"}\n'),
+            ]
+        )
+    ).to_series()
+    if not _same_bytes(rendered, data):
+        return None
+    table = pl.DataFrame(
+        {
+            "prefix": prefixes,
+            "channel": [d.get("channel") for d in decoded if d is not None],
+            "is_virtual": [d.get("is_virtual") for d in decoded if d is not None],
+            "mcc": [d.get("mcc") for d in decoded if d is not None],
+        },
+        schema={"prefix": pl.String, **{c: _CANONICAL_SCHEMA[c] for c in _OPTIONAL}},
+    )
+    out = parts.join(table, on="prefix", how="left", maintain_order="left").select(
+        list(_CANONICAL_SCHEMA)
+    )
+    return out.drop([c for c in _OPTIONAL if out.get_column(c).null_count() == out.height])
 
 
 def _finish_roster(df: pl.DataFrame, data: bytes, prefix: str) -> Roster:
@@ -754,24 +848,142 @@ class S5Plans:
     selection_days: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
-def _quoted(series: pl.Series) -> pl.Series:
-    """Pre-validated pattern strings (dates, timestamps) as JSON text."""
-    return pl.select(pl.concat_str([pl.lit('"'), pl.lit(series), pl.lit('"')])).to_series()
-
-
 def day_ranges(days: pl.Series) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
-    """Stable permutation grouping rows by day (arrival order kept) and each day's range."""
-    codes = days.cast(pl.Categorical).to_physical().to_numpy() if days.len() else np.array([])
-    order = np.argsort(codes, kind="stable")
-    names = days.to_numpy()[order] if days.len() else np.array([])
-    out: dict[str, tuple[int, int]] = {}
-    if order.size:
-        cut = np.flatnonzero(names[1:] != names[:-1]) + 1
-        starts = np.concatenate(([0], cut))
-        stops = np.concatenate((cut, [order.size]))
-        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
-            out[str(names[a])] = (a, b)
-    return order, dict(sorted(out.items()))
+    """Stable permutation grouping rows by day and each day's row range in it.
+
+    Days come in ascending ``utc_day`` order (the path order of the per-day files, so a
+    writer can digest the whole folder in one pass); arrival order is kept within a day.
+    """
+    if days.len() == 0:
+        return np.zeros(0, dtype=np.int64), {}
+    names = days.unique().sort()
+    codes = days.cast(pl.Enum(names.to_list())).to_physical().to_numpy()
+    # Few distinct days: 16-bit codes take numpy's radix sort (stable, linear).
+    small = codes.astype(np.uint16) if names.len() <= np.iinfo(np.uint16).max else codes
+    order = np.argsort(small, kind="stable")
+    counts = np.bincount(codes, minlength=names.len())
+    stops = np.cumsum(counts)
+    out = {
+        str(day): (int(stop - count), int(stop))
+        for day, count, stop in zip(names.to_list(), counts.tolist(), stops.tolist(), strict=True)
+        if count
+    }
+    return order.astype(np.int64), out
+
+
+def _tz_json(routing: S5Routing) -> pl.Series:
+    """JSON text of each arrival's chosen tz-group (escaped once per distinct tzid)."""
+    tz_json = pl.Series(rng_logs.json_strings(routing.tz_names), dtype=pl.String)
+    return tz_json.gather(pl.Series(routing.tz_code.astype(np.uint32)))
+
+
+def _family_fields() -> dict[str, Const | Col]:
+    return {
+        "merchant_id": Col("merchant_id"),
+        # utc_day passed the roster's date pattern: nothing in it needs JSON escaping.
+        "utc_day": Col("utc_day", "safe"),
+        "tz_group_id": Col("tz_q", "json"),
+    }
+
+
+def s5_group_plan(routing: S5Routing, tokens: RunTokens) -> rng_logs.JsonlPlan:
+    """``alias_pick_group`` rows (s5 §3.1): arrival ``i`` -> event ``ts = 4i``, counters of
+    draw ``2i``, the chosen group's S4 ``p_group``."""
+    f = routing.roster.frame
+    d = routing.draws
+    return rng_logs.event_plan(
+        tokens,
+        module=MODULE,
+        substream_label=GROUP_LABEL,
+        counters=(d.before_hi[0::2], d.before_lo[0::2], d.after_hi[0::2], d.after_lo[0::2]),
+        ts=(4, 0),
+        extra_columns={
+            "merchant_id": f.get_column("merchant_id"),
+            "utc_day": f.get_column("utc_day"),
+            "tz_q": _tz_json(routing),
+            "p_group_q": rng_logs.float_json(routing.p_group),
+        },
+        extra_fields={**_family_fields(), "p_group": Col("p_group_q", "json")},
+    )
+
+
+def s5_site_plan(routing: S5Routing, tokens: RunTokens) -> rng_logs.JsonlPlan:
+    """``alias_pick_site`` rows (s5 §3.1): arrival ``i`` -> event ``ts = 4i + 2``, counters of
+    draw ``2i + 1``, the chosen ``site_id``."""
+    f = routing.roster.frame
+    d = routing.draws
+    return rng_logs.event_plan(
+        tokens,
+        module=MODULE,
+        substream_label=SITE_LABEL,
+        counters=(d.before_hi[1::2], d.before_lo[1::2], d.after_hi[1::2], d.after_lo[1::2]),
+        ts=(4, 2),
+        extra_columns={
+            "merchant_id": f.get_column("merchant_id"),
+            "utc_day": f.get_column("utc_day"),
+            "tz_q": _tz_json(routing),
+            "site_id": pl.Series(routing.site_id, dtype=pl.UInt64),
+        },
+        extra_fields={**_family_fields(), "site_id": Col("site_id")},
+    )
+
+
+def s5_trace_plan(
+    tokens: RunTokens, counters: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+) -> rng_logs.JsonlPlan:
+    """S5's trace rows (s5 §3.2): event ``k`` (group ``2i``, site ``2i+1``) -> one row with its
+    counters at ``ts = 2k + 1``. Depends on the arrival count only, not on the routing."""
+    return rng_logs.trace_plan(
+        tokens,
+        modules=(MODULE, MODULE),
+        labels=(GROUP_LABEL, SITE_LABEL),
+        key_codes=np.arange(counters[1].size, dtype=np.int64) % 2,
+        counters=counters,
+        ts=(2, 1),
+    )
+
+
+def s5_selection_plan(
+    routing: S5Routing, tokens: RunTokens, *, rng_stream_id: str
+) -> tuple[rng_logs.JsonlPlan, dict[str, tuple[int, int]]]:
+    """Selection-log rows (s5 §3.4) sorted stably by day, and each day's row range."""
+    f = routing.roster.frame
+    d = routing.draws
+    order, days = day_ranges(f.get_column("utc_day"))
+    frame = pl.DataFrame(
+        {
+            "merchant_id": f.get_column("merchant_id"),
+            "utc_day": f.get_column("utc_day"),
+            "utc_timestamp": f.get_column("utc_timestamp"),
+            "tz_q": _tz_json(routing),
+            "site_id": pl.Series(routing.site_id, dtype=pl.UInt64),
+            "g_hi": pl.Series(d.before_hi[0::2], dtype=pl.UInt64),
+            "g_lo": pl.Series(d.before_lo[0::2], dtype=pl.UInt64),
+            "s_hi": pl.Series(d.before_hi[1::2], dtype=pl.UInt64),
+            "s_lo": pl.Series(d.before_lo[1::2], dtype=pl.UInt64),
+        }
+    )
+    if not bool((order == np.arange(order.size)).all()):  # a time-sorted roster needs none
+        frame = frame[pl.Series(order.astype(np.uint32))]
+    plan = rng_logs.jsonl_plan(
+        frame,
+        {
+            "merchant_id": Col("merchant_id"),
+            # Both passed the roster's date/timestamp patterns: no JSON escaping possible.
+            "utc_timestamp": Col("utc_timestamp", "safe"),
+            "utc_day": Col("utc_day", "safe"),
+            "tz_group_id": Col("tz_q", "json"),
+            "site_id": Col("site_id"),
+            "rng_stream_id": Const(rng_stream_id),
+            "ctr_group_hi": Col("g_hi"),
+            "ctr_group_lo": Col("g_lo"),
+            "ctr_site_hi": Col("s_hi"),
+            "ctr_site_lo": Col("s_lo"),
+            "manifest_fingerprint": Const(tokens.manifest_fingerprint),
+            "created_utc": Const(tokens.created_utc),
+        },
+    )
+    return plan, days
 
 
 def s5_log_plans(
@@ -785,82 +997,15 @@ def s5_log_plans(
 
     Arrival ``i``: group event ``ts = 4i``, its trace ``4i+1``, site event ``4i+2``, trace
     ``4i+3`` (µs after ``created_utc``); trace row ``k`` (group ``2i``, site ``2i+1``) copies
-    the counters of event ``k``.
+    the counters of event ``k``. The runner builds the same plans one by one on its workers.
     """
-    n = routing.n
-    f = routing.roster.frame
     d = routing.draws
-    tz_json = pl.Series(rng_logs.json_strings(routing.tz_names), dtype=pl.String)
-    tz_q = tz_json.gather(pl.Series(routing.tz_code.astype(np.uint32)))
-    day_q = _quoted(f.get_column("utc_day"))
-    mid = f.get_column("merchant_id")
-    site_ids_s = pl.Series(routing.site_id, dtype=pl.UInt64)
-    common = {"merchant_id": mid, "utc_day_q": day_q, "tz_q": tz_q}
-    common_fields: dict[str, Const | Col] = {
-        "merchant_id": Col("merchant_id"),
-        "utc_day": Col("utc_day_q", "json"),
-        "tz_group_id": Col("tz_q", "json"),
-    }
-    group = rng_logs.event_plan(
-        tokens,
-        module=MODULE,
-        substream_label=GROUP_LABEL,
-        counters=(d.before_hi[0::2], d.before_lo[0::2], d.after_hi[0::2], d.after_lo[0::2]),
-        ts=(4, 0),
-        extra_columns={**common, "p_group_q": rng_logs.float_json(routing.p_group)},
-        extra_fields={**common_fields, "p_group": Col("p_group_q", "json")},
-    )
-    site = rng_logs.event_plan(
-        tokens,
-        module=MODULE,
-        substream_label=SITE_LABEL,
-        counters=(d.before_hi[1::2], d.before_lo[1::2], d.after_hi[1::2], d.after_lo[1::2]),
-        ts=(4, 2),
-        extra_columns={**common, "site_id": site_ids_s},
-        extra_fields={**common_fields, "site_id": Col("site_id")},
-    )
-    trace = rng_logs.trace_plan(
-        tokens,
-        modules=(MODULE, MODULE),
-        labels=(GROUP_LABEL, SITE_LABEL),
-        key_codes=np.arange(2 * n, dtype=np.int64) % 2,
-        counters=(d.before_hi, d.before_lo, d.after_hi, d.after_lo),
-        ts=(2, 1),
-    )
+    group = s5_group_plan(routing, tokens)
+    site = s5_site_plan(routing, tokens)
+    trace = s5_trace_plan(tokens, (d.before_hi, d.before_lo, d.after_hi, d.after_lo))
     if not selection_log:
         return S5Plans(group=group, site=site, trace=trace)
-    order, days = day_ranges(f.get_column("utc_day"))
-    take = pl.Series(order.astype(np.uint32))
-    frame = pl.DataFrame(
-        {
-            "merchant_id": mid,
-            "utc_day_q": day_q,
-            "ts_q": _quoted(f.get_column("utc_timestamp")),
-            "tz_q": tz_q,
-            "site_id": site_ids_s,
-            "g_hi": pl.Series(d.before_hi[0::2], dtype=pl.UInt64),
-            "g_lo": pl.Series(d.before_lo[0::2], dtype=pl.UInt64),
-            "s_hi": pl.Series(d.before_hi[1::2], dtype=pl.UInt64),
-            "s_lo": pl.Series(d.before_lo[1::2], dtype=pl.UInt64),
-        }
-    )[take]
-    selection = rng_logs.jsonl_plan(
-        frame,
-        {
-            "merchant_id": Col("merchant_id"),
-            "utc_timestamp": Col("ts_q", "json"),
-            "utc_day": Col("utc_day_q", "json"),
-            "tz_group_id": Col("tz_q", "json"),
-            "site_id": Col("site_id"),
-            "rng_stream_id": Const(rng_stream_id),
-            "ctr_group_hi": Col("g_hi"),
-            "ctr_group_lo": Col("g_lo"),
-            "ctr_site_hi": Col("s_hi"),
-            "ctr_site_lo": Col("s_lo"),
-            "manifest_fingerprint": Const(tokens.manifest_fingerprint),
-            "created_utc": Const(tokens.created_utc),
-        },
-    )
+    selection, days = s5_selection_plan(routing, tokens, rng_stream_id=rng_stream_id)
     return S5Plans(group, site, trace, selection, days)
 
 
@@ -1138,47 +1283,87 @@ def _selection_run_folder(home: StorageHome, run_tokens: Mapping[str, str]) -> P
     return home.path("s5_selection_log", {**run_tokens, "utc_day": "0000-00-00"}).parent.parent
 
 
-def stage_s5_logs(
-    home: StorageHome, plans: S5Plans, stage_root: Path, run_tokens: Mapping[str, str]
-) -> dict[str, rng_logs.WrittenFile]:
-    """Render S5's plans into ``stage_root`` (not yet visible): ``group/``, ``site/``,
-    ``trace/`` and ``selection/utc_day=…/``; keys ``group``, ``site``, ``trace``, ``utc_day=…``.
+@dataclass(frozen=True)
+class _PlanInputs:
+    """Validated plan inputs of one run and the digests its publish version needs."""
 
-    Files are rendered on two threads (polars and file writes release the GIL). Every rendered
-    output path must carry the run tokens (``2B-S5-071``).
-    """
-    jobs: dict[str, Callable[[], Any]] = {}
-    for key, ds, plan in (
-        ("trace", "rng_trace_log", plans.trace),
-        ("group", "rng_event_alias_pick_group", plans.group),
-        ("site", "rng_event_alias_pick_site", plans.site),
-    ):
-        _ensure_tokens(home.rel(ds, run_tokens), run_tokens, f"{PREFIX}-071", ds)
-        path = stage_root / key / home.path(ds, run_tokens).name
-        jobs[key] = partial(rng_logs.write_jsonl, path, plan)
-    day_paths: dict[Path, str] = {}
+    s1: pl.DataFrame
+    site_tz: pl.DataFrame
+    s4: pl.DataFrame
+    s2: dict[str, Any]
+    s1_digest: str
+    s4_digest: str
+
+
+def _read_plan_inputs(
+    home: StorageHome,
+    ev: S0Evidence,
+    plan_tokens: Mapping[str, str],
+    layout: AliasLayoutPolicyV1,
+) -> _PlanInputs:
+    """S1, site_timezones and S4 (row checks, created_utc law) and the S2 parity echo, in the
+    order of s5 §6 steps 4-5 (the first failure raises)."""
+    s1 = read_s1(home, plan_tokens, ev.created_utc, PREFIX)
+    site_tz = read_site_timezones(ev, PREFIX)
+    s4 = read_s4(home, plan_tokens, ev.created_utc, PREFIX)
+    s2 = check_s2_parity(
+        home, plan_tokens, layout, ev.rows["alias_layout_policy_v1"]["sha256_hex"], PREFIX
+    )
+    return _PlanInputs(
+        s1,
+        site_tz,
+        s4,
+        s2,
+        folder_digest(home.path("s1_site_weights", plan_tokens)),
+        folder_digest(home.path("s4_group_weights", plan_tokens)),
+    )
+
+
+def _stage_file(
+    home: StorageHome,
+    stage_root: Path,
+    run_tokens: Mapping[str, str],
+    *,
+    key: str,
+    dataset_id: str,
+    build: Callable[[], rng_logs.JsonlPlan],
+) -> rng_logs.WrittenFile:
+    """Render one single-file log into ``stage_root/<key>/`` (hashed while written); its
+    rendered output path must carry the run tokens (``2B-S5-071``)."""
+    _ensure_tokens(home.rel(dataset_id, run_tokens), run_tokens, f"{PREFIX}-071", dataset_id)
+    path = stage_root / key / home.path(dataset_id, run_tokens).name
+    return rng_logs.write_jsonl(path, build())
+
+
+def _stage_selection(
+    home: StorageHome,
+    stage_root: Path,
+    run_tokens: Mapping[str, str],
+    *,
+    routing: S5Routing,
+    tokens: RunTokens,
+    rng_stream_id: str,
+) -> tuple[rng_logs.WrittenFolder, dict[Path, str]]:
+    """Render the per-day selection logs into ``stage_root/selection/utc_day=…/`` in one pass
+    (days ascending = path order, so the folder digest comes with it); returns the written
+    folder and each file's ``utc_day=…`` key."""
+    plan, days = s5_selection_plan(routing, tokens, rng_stream_id=rng_stream_id)
+    run_folder = _selection_run_folder(home, run_tokens)
+    root = stage_root / "selection"
+    keys: dict[Path, str] = {}
     ranges: dict[Path, tuple[int, int]] = {}
-    if plans.selection is not None:
-        run_folder = _selection_run_folder(home, run_tokens)
-        for day, span in plans.selection_days.items():
-            day_tokens = {**run_tokens, "utc_day": day}
-            _ensure_tokens(
-                home.rel("s5_selection_log", day_tokens),
-                run_tokens,
-                f"{PREFIX}-071",
-                "s5_selection_log",
-            )
-            rel = home.path("s5_selection_log", day_tokens).relative_to(run_folder)
-            day_paths[stage_root / "selection" / rel] = f"utc_day={day}"
-            ranges[stage_root / "selection" / rel] = span
-        jobs["selection"] = partial(rng_logs.write_jsonl_split, plans.selection, ranges)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {key: pool.submit(job) for key, job in jobs.items()}
-        done = {key: fut.result() for key, fut in futures.items()}
-    out: dict[str, rng_logs.WrittenFile] = {k: done[k] for k in ("group", "site", "trace")}
-    for path, written in sorted(done.get("selection", {}).items()):
-        out[day_paths[path]] = written
-    return out
+    for day, span in days.items():
+        day_tokens = {**run_tokens, "utc_day": day}
+        _ensure_tokens(
+            home.rel("s5_selection_log", day_tokens),
+            run_tokens,
+            f"{PREFIX}-071",
+            "s5_selection_log",
+        )
+        path = root / home.path("s5_selection_log", day_tokens).relative_to(run_folder)
+        keys[path] = f"utc_day={day}"
+        ranges[path] = span
+    return rng_logs.write_jsonl_folder(plan, ranges, root), keys
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1199,6 +1384,13 @@ def run_s5(
     Returns a :class:`StateOutcome` whose ``frame`` is the per-arrival routing (S5Routing
     .to_frame()) and whose ``extras["routing"]`` is the :class:`S5Routing` that S6 joins by
     arrival position.
+
+    Concurrency (two workers; polars, numpy, ``hashlib`` and file writes release the GIL): the
+    plan inputs are read while the roster is parsed; the trace, which depends on the arrival
+    count alone, is rendered while the main thread plans and routes; then the two event
+    families and the selection log are rendered, each file hashed from the buffers it was
+    written from. Checks still fail in the order of s5 §6 (a worker's failure is raised only
+    where the serial algorithm would have reached it), and nothing is visible before publish.
     """
     t_start = time.perf_counter()
     read_identity(
@@ -1267,44 +1459,91 @@ def run_s5(
     selection_enabled = bool(ext.get("selection_log_enabled", False)) and (
         "s5_selection_log" in home.catalogue.entries
     )
-
-    roster_path = ev.sealed_file("s5_arrival_roster", run_tokens)
-    roster_bytes = roster_path.read_bytes()
-    roster = parse_roster(roster_bytes, prefix=PREFIX)
-    t_inputs = time.perf_counter()
-
-    s1 = read_s1(home, plan_tokens, created_utc, PREFIX)
-    site_tz = read_site_timezones(ev, PREFIX)
-    s4 = read_s4(home, plan_tokens, created_utc, PREFIX)
-    s2 = check_s2_parity(
-        home, plan_tokens, layout, ev.rows["alias_layout_policy_v1"]["sha256_hex"], PREFIX
-    )
-    unknown = roster.frame.join(
-        s1.select("merchant_id").unique(), on="merchant_id", how="anti", maintain_order="left"
-    )
-    if unknown.height:
-        row = unknown.row(0, named=True)
-        raise _err(
-            f"{PREFIX}-020",
-            "roster row invalid: merchant_id is not in s1_site_weights",
-            dataset="s5_arrival_roster",
-            key=f"merchant {row['merchant_id']} at {row['utc_timestamp']}",
-        )
-    t_read = time.perf_counter()
-    merchant_days = roster.frame.select("merchant_id", "day").unique()
-    plan = build_routing_plan(s1, site_tz, s4, merchant_days, prefix=PREFIX)
-    t_plan = time.perf_counter()
-    routing = route_arrivals(roster, plan, stream, prefix=PREFIX)
-    t_route = time.perf_counter()
-
     tokens = RunTokens(seed, parameter_hash, manifest_fingerprint, run_id, created_utc)
-    plans = s5_log_plans(
-        routing, tokens, rng_stream_id=sel.rng_stream_id, selection_log=selection_enabled
-    )
-    n = routing.n
     stage_root = home.tmp / f"s5_stage_{uuid.uuid4().hex}"
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s5")
     try:
-        staged = stage_s5_logs(home, plans, stage_root, run_tokens)
+        inputs_job = pool.submit(_read_plan_inputs, home, ev, plan_tokens, layout)
+        roster = parse_roster(ev.sealed_bytes("s5_arrival_roster", run_tokens), prefix=PREFIX)
+        n = roster.n
+        t_inputs = time.perf_counter()
+        # The trace echoes counters only (ctr0 + k): render it while routing runs.
+        stage = partial(_stage_file, home, stage_root, run_tokens)
+        trace_job = pool.submit(
+            stage,
+            key="trace",
+            dataset_id="rng_trace_log",
+            build=lambda: s5_trace_plan(tokens, routing_counters(stream, 2 * n)),
+        )
+        posture_job = pool.submit(roster_posture, roster)
+
+        inputs = inputs_job.result()
+        unknown = roster.frame.join(
+            inputs.s1.select("merchant_id").unique(),
+            on="merchant_id",
+            how="anti",
+            maintain_order="left",
+        )
+        if unknown.height:
+            row = unknown.row(0, named=True)
+            raise _err(
+                f"{PREFIX}-020",
+                "roster row invalid: merchant_id is not in s1_site_weights",
+                dataset="s5_arrival_roster",
+                key=f"merchant {row['merchant_id']} at {row['utc_timestamp']}",
+            )
+        t_read = time.perf_counter()
+        merchant_days = roster.frame.select("merchant_id", "day").unique()
+        plan = build_routing_plan(
+            inputs.s1, inputs.site_tz, inputs.s4, merchant_days, prefix=PREFIX
+        )
+        t_plan = time.perf_counter()
+        routing = route_arrivals(roster, plan, stream, prefix=PREFIX)
+        t_route = time.perf_counter()
+
+        group_job = pool.submit(
+            stage,
+            key="group",
+            dataset_id="rng_event_alias_pick_group",
+            build=lambda: s5_group_plan(routing, tokens),
+        )
+        selection_job = (
+            pool.submit(
+                _stage_selection,
+                home,
+                stage_root,
+                run_tokens,
+                routing=routing,
+                tokens=tokens,
+                rng_stream_id=sel.rng_stream_id,
+            )
+            if selection_enabled
+            else None
+        )
+        # The main thread renders the site family itself instead of idling on the workers
+        # (three renders share two cores better than two renders and a waiting thread). Its
+        # failure is raised in file order: after the trace's and the group's.
+        site_job: Future[rng_logs.WrittenFile] = Future()
+        try:
+            site_job.set_result(
+                stage(
+                    key="site",
+                    dataset_id="rng_event_alias_pick_site",
+                    build=lambda: s5_site_plan(routing, tokens),
+                )
+            )
+        except Exception as exc:  # re-raised below, in file order
+            site_job.set_exception(exc)
+        staged = {
+            "trace": trace_job.result(),
+            "group": group_job.result(),
+            "site": site_job.result(),
+        }
+        selection_folder: rng_logs.WrittenFolder | None = None
+        if selection_job is not None:
+            selection_folder, day_keys = selection_job.result()
+            for path, written in sorted(selection_folder.files.items()):
+                staged[day_keys[path]] = written
         counts = (staged["group"].rows, staged["site"].rows, staged["trace"].rows)
         sel_rows = sum(w.rows for k, w in staged.items() if k.startswith("utc_day="))
         if counts != (n, n, 2 * n) or sel_rows != (n if selection_enabled else 0):
@@ -1326,6 +1565,7 @@ def run_s5(
                 f"{PREFIX}-071",
                 "s5_selection_log",
             )
+        posture = posture_job.result()
         t_lines = time.perf_counter()
 
         # Publish (everything above validated; nothing is visible until here).
@@ -1334,14 +1574,15 @@ def run_s5(
             roster=ev.rows["s5_arrival_roster"]["sha256_hex"],
             route_policy=route_loaded.sha256_hex,
             alias_layout_policy=layout_loaded.sha256_hex,
-            s1=folder_digest(home.path("s1_site_weights", plan_tokens)),
-            s4=folder_digest(home.path("s4_group_weights", plan_tokens)),
+            s1=inputs.s1_digest,
+            s4=inputs.s4_digest,
             site_timezones=ev.rows["site_timezones"]["sha256_hex"],
-            s2_blob=s2["blob_sha256"],
+            s2_blob=inputs.s2["blob_sha256"],
             created_utc=created_utc,
             tokens=tokens.path_tokens(),
         )
-        # Independent targets publish on two threads (digesting releases the GIL).
+        # Fresh targets are renames (digests known); existing ones are read and compared, so
+        # the targets go on two threads.
         jobs: list[Callable[[], PublishResult]] = [
             partial(
                 rng_logs.publish_trace_s5,
@@ -1349,6 +1590,7 @@ def run_s5(
                 home.path("rng_trace_log", run_tokens),
                 staged["trace"].path,
                 input_version=ver,
+                digest=staged["trace"].sha256,
             )
         ]
         for key, ds in (
@@ -1365,9 +1607,11 @@ def run_s5(
                     state=f"s5_{ds}",
                     dataset_id=ds,
                     input_version=ver,
+                    # A one-file folder: its H2 digest is the file's SHA-256.
+                    digest=staged[key].sha256,
                 )
             )
-        if day_files:
+        if day_files and selection_folder is not None:
             jobs.append(
                 partial(
                     rng_logs.publish_staged,
@@ -1378,16 +1622,18 @@ def run_s5(
                     state="s5_selection_log",
                     dataset_id="s5_selection_log",
                     input_version=ver,
+                    digest=selection_folder.sha256,
                 )
             )
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            published: list[PublishResult] = list(pool.map(lambda job: job(), jobs))
+        published: list[PublishResult] = list(pool.map(lambda job: job(), jobs))
         published.append(
             rng_logs.ensure_audit_row(
                 home.path("rng_audit_log", run_tokens), rng_logs.audit_row(tokens), prefix=PREFIX
             )
         )
     finally:
+        # A failure stops queued renders; running ones finish before the stage is removed.
+        pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(stage_root, ignore_errors=True)
     t_end = time.perf_counter()
 
@@ -1451,7 +1697,7 @@ def run_s5(
         "summary": {"overall_status": "PASS", "warn_count": 0, "fail_count": 0},
         "environment": environment_block(),
         "samples": {"selections": sample, "inputs": inputs_summary},
-        "roster": roster_posture(roster),
+        "roster": posture,
         "plan": {
             "group_tables": len(plan.groups.tables),
             "site_tables": len(plan.sites.tables),

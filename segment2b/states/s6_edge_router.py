@@ -20,7 +20,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -551,7 +551,45 @@ def run_s6(
     ``s5``: S5's outcome of the same run; its ``extras["routing"]`` supplies
     ``(tz_group_id, site_id)`` per arrival. Without it S6 re-reads S5's selection logs (only
     when the edge log is enabled). S5 must have completed first (shared trace file).
+
+    Concurrency (two workers): the shared trace is copied privately while S6 validates and
+    renders (its publish then only appends and renames); the event file and the edge log
+    render beside the trace tail. Nothing is visible before the publish step.
     """
+    run_tokens = {"seed": str(seed), "parameter_hash": parameter_hash, "run_id": run_id}
+    trace_path = home.path("rng_trace_log", run_tokens)
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s6")
+    ahead = pool.submit(rng_logs.copy_trace_ahead, trace_path)
+    try:
+        return _run_s6(
+            home,
+            seed=seed,
+            manifest_fingerprint=manifest_fingerprint,
+            parameter_hash=parameter_hash,
+            run_id=run_id,
+            s5=s5,
+            pool=pool,
+            ahead=ahead,
+        )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        copy = ahead.result() if ahead.done() and ahead.exception() is None else None
+        if copy is not None:
+            copy.discard()
+
+
+def _run_s6(
+    home: StorageHome,
+    *,
+    seed: int,
+    manifest_fingerprint: str,
+    parameter_hash: str,
+    run_id: str,
+    s5: StateOutcome | None,
+    pool: ThreadPoolExecutor,
+    ahead: Future[rng_logs.TraceCopy | None],
+) -> StateOutcome:
+    """:func:`run_s6` on the caller's worker pool (see there)."""
     t_start = time.perf_counter()
     read_identity(
         home,
@@ -669,10 +707,13 @@ def run_s6(
     ev_target = home.path("rng_event_cdn_edge_pick", run_tokens)
     edge_folder = home.path("s6_edge_log", {**run_tokens, "utc_day": "0000-00-00"}).parent.parent
     stage_root = home.tmp / f"s6_stage_{uuid.uuid4().hex}"
+    # Events and edge log render on the workers (hashed while written) while the main thread
+    # renders the trace tail; polars, hashlib and file writes release the GIL.
     try:
-        events_file = rng_logs.write_jsonl(stage_root / "events" / ev_target.name, plans.events)
-        trace_tail = rng_logs.lines_bytes(rng_logs.plan_lines(plans.trace))
-        edge_files: list[rng_logs.WrittenFile] = []
+        events_job = pool.submit(
+            rng_logs.write_jsonl, stage_root / "events" / ev_target.name, plans.events
+        )
+        edge_job = None
         if plans.edge is not None:
             ranges = {
                 stage_root
@@ -682,8 +723,17 @@ def run_s6(
                 ): span
                 for day, span in plans.edge_days.items()
             }
-            written = rng_logs.write_jsonl_split(plans.edge, ranges)
-            edge_files = [written[p] for p in sorted(written)]
+            edge_job = pool.submit(
+                rng_logs.write_jsonl_folder, plans.edge, ranges, stage_root / "edge"
+            )
+        trace_tail = rng_logs.plan_bytes(plans.trace)
+        events_file = events_job.result()
+        edge_files: list[rng_logs.WrittenFile] = []
+        edge_digest: str | None = None
+        if edge_job is not None:
+            written = edge_job.result()
+            edge_files = [written.files[p] for p in sorted(written.files)]
+            edge_digest = written.sha256
         trace_rows = trace_tail.count(b"\n")
         edge_rows = sum(w.rows for w in edge_files)
         if events_file.rows != v or trace_rows != v or edge_rows != (v if edge_log else 0):
@@ -702,9 +752,17 @@ def run_s6(
             # cdn_edge_pick anchor omits it (contract gap reported upstream).
             envelope_optional=() if "merchant_id" in declared else ("merchant_id",),
         )
-        tail_lines = trace_tail.decode("ascii").splitlines(keepends=True)
+        # First and last row of the tail (ASCII JSON lines: the byte law escapes the rest).
+        tail_ends = (
+            [
+                trace_tail[: trace_tail.index(b"\n") + 1].decode("ascii"),
+                trace_tail[trace_tail.rfind(b"\n", 0, len(trace_tail) - 1) + 1 :].decode("ascii"),
+            ]
+            if trace_tail
+            else []
+        )
         spot_check(
-            [tail_lines[0], tail_lines[-1]] if tail_lines else [],
+            tail_ends,
             rng_logs.TRACE_SCHEMA,
             f"{PREFIX}-050",
             "rng_trace_log",
@@ -747,6 +805,8 @@ def run_s6(
                 home.path("rng_trace_log", run_tokens),
                 trace_tail,
                 input_version=ver,
+                # A failed copy only means the publish copies the trace itself.
+                ahead=ahead.result() if ahead.exception() is None else None,
             )
         ]
         if v:
@@ -760,6 +820,8 @@ def run_s6(
                     state="s6_rng_event_cdn_edge_pick",
                     dataset_id="rng_event_cdn_edge_pick",
                     input_version=ver,
+                    # A one-file folder: its H2 digest is the file's SHA-256.
+                    digest=events_file.sha256,
                 )
             )
         if edge_files:
@@ -773,10 +835,10 @@ def run_s6(
                     state="s6_edge_log",
                     dataset_id="s6_edge_log",
                     input_version=ver,
+                    digest=edge_digest,
                 )
             )
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            results = list(pool.map(lambda job: job(), jobs))
+        results = list(pool.map(lambda job: job(), jobs))
         published: list[PublishResult] = [r for r in results if r is not None]
         published.append(
             rng_logs.ensure_audit_row(

@@ -136,14 +136,20 @@ def publish_folder(
     dataset_id: str,
     input_version: str | None = None,
     immutable: bool = False,
+    digest: str | None = None,
 ) -> PublishResult:
-    """Stage a whole partition folder under ``<home>/tmp/<state>_<uuid>/`` and rename it in."""
+    """Stage a whole partition folder under ``<home>/tmp/<state>_<uuid>/`` and rename it in.
+
+    ``digest``: the H2 digest of what ``write`` stages, when the caller computed it from the
+    bytes it wrote (large logs: saves reading them back); None digests the staged folder.
+    """
     home.tmp.mkdir(parents=True, exist_ok=True)
     stage = home.tmp / f"{state}_{uuid.uuid4().hex}"
     stage.mkdir()
     try:
         write(stage)
-        digest = folder_digest(stage)
+        if digest is None:
+            digest = folder_digest(stage)
         size = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
         outcome: Outcome = "published"
         if target.exists():

@@ -1340,3 +1340,143 @@ def test_counters_with_a_high_word_serialise_exactly() -> None:
             "events_total": k + 1,
         }
         assert line == json.dumps(expected, sort_keys=True) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast paths: roster round trip, hashed writers, day order, trace copy, sealed bytes
+# ---------------------------------------------------------------------------------------------
+
+_FULL = (
+    '"channel": "card_present", "is_virtual": false, "mcc": 5411, "merchant_id": 7, '
+    '"utc_day": "2026-01-01", "utc_timestamp": "2026-01-01T00:00:00.000000Z"'
+)
+ROSTER_VARIANTS: dict[str, str] = {
+    "canonical": "{" + _FULL + "}",
+    "no_optional": '{"merchant_id": 7, ' + OK + "}",
+    "leading_zero_id": "{" + _FULL.replace('"merchant_id": 7', '"merchant_id": 07') + "}",
+    "plus_id": "{" + _FULL.replace('"merchant_id": 7', '"merchant_id": +7') + "}",
+    "escaped_day": "{"
+    + _FULL.replace('"utc_day": "2026-01-01"', '"utc_day": "2026-01-0\\u0031"')
+    + "}",
+    "escaped_channel": "{" + _FULL.replace('"card_present"', '"card\\u005fpresent"') + "}",
+    "duplicate_id": "{"
+    + _FULL.replace('"merchant_id": 7', '"merchant_id": 7, "merchant_id": 8')
+    + "}",
+    "unsorted_prefix": "{"
+    + _FULL.replace(
+        '"channel": "card_present", "is_virtual": false',
+        '"is_virtual": false, "channel": "card_present"',
+    )
+    + "}",
+    "float_mcc": "{" + _FULL.replace('"mcc": 5411', '"mcc": 5411.0') + "}",
+    "bool_as_int": "{" + _FULL.replace('"is_virtual": false', '"is_virtual": 0') + "}",
+    "extra_key": "{" + _FULL.replace('"mcc": 5411', '"mcc": 5411, "note": "x"') + "}",
+    "spaces": "{" + _FULL.replace('"merchant_id": 7', '"merchant_id":  7') + "}",
+    "id_zero": "{" + _FULL.replace('"merchant_id": 7', '"merchant_id": 0') + "}",
+    "id_overflow": "{" + _FULL.replace('"merchant_id": 7', f'"merchant_id": {2**64}') + "}",
+}
+
+
+@pytest.mark.parametrize("variant", sorted(ROSTER_VARIANTS))
+def test_roster_fast_path_answers_like_the_general_path(
+    monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    """The canonical round trip accepts exactly what the general parser accepts, with the same
+    frame, and declines everything else (the general path then raises its own error)."""
+    from segment2b.states import s5_router
+
+    good = (
+        '{"channel": "card_not_present", "is_virtual": true, "mcc": 4511, "merchant_id": 9, '
+        + OK
+        + "}"
+    )
+    data = "".join(x + "\n" for x in [good, ROSTER_VARIANTS[variant], good]).encode()
+
+    def outcome() -> Any:
+        try:
+            r = parse_roster(data)
+        except SegmentError as err:
+            return ("error", err.code, err.key, str(err))
+        return ("roster", r.frame, r.is_virtual_present)
+
+    fast = outcome()
+    took_fast = s5_router._parse_canonical(data) is not None
+    assert took_fast == (variant in ("canonical", "no_optional"))
+    monkeypatch.setattr(s5_router, "_parse_canonical", lambda _: None)
+    general = outcome()
+    assert fast[0] == general[0]
+    if fast[0] == "roster":
+        assert fast[1].schema == general[1].schema and fast[1].equals(general[1])
+        assert fast[2] == general[2]
+    else:
+        assert fast[1:] == general[1:]
+
+
+def test_hashed_writers_report_the_digests_of_what_they_wrote(tmp_path: Path) -> None:
+    from segment2b.storage.digests import folder_digest
+
+    frame = pl.DataFrame({"k": np.arange(50), "day": [DAYS[i % 3] for i in range(50)]})
+    plan = rng_logs.jsonl_plan(frame, {"k": Col("k"), "utc_day": Col("day", "safe")})
+    single = rng_logs.write_jsonl(tmp_path / "one" / "x.jsonl", plan, chunk_rows=7)
+    assert single.sha256 == sha256_bytes((tmp_path / "one" / "x.jsonl").read_bytes())
+    order, days = day_ranges(frame.get_column("day"))
+    assert list(days) == sorted(days) and [a for a, _ in days.values()] == sorted(
+        a for a, _ in days.values()
+    )
+    sorted_plan = rng_logs.jsonl_plan(
+        frame[pl.Series(order.astype(np.uint32))],
+        {"k": Col("k"), "utc_day": Col("day", "safe")},
+    )
+    root = tmp_path / "days"
+    ranges = {root / f"utc_day={d}" / "f.jsonl": span for d, span in days.items()}
+    folder = rng_logs.write_jsonl_folder(sorted_plan, ranges, root, chunk_rows=4)
+    assert folder.sha256 == folder_digest(root)
+    for path, written in folder.files.items():
+        assert written.sha256 == sha256_bytes(path.read_bytes())
+    # Row order that does not follow path order: no one-pass folder digest.
+    other_root = tmp_path / "x"
+    paths = [other_root / p.relative_to(root) for p in reversed(list(ranges))]
+    shuffled = dict(zip(paths, ranges.values(), strict=True))
+    other = rng_logs.write_jsonl_folder(sorted_plan, shuffled, other_root, chunk_rows=4)
+    assert other.sha256 is None
+
+
+def test_trace_copied_ahead_is_used_only_while_the_trace_is_unchanged(tmp_path: Path) -> None:
+    from segment2b.storage.home import StorageHome
+
+    home = StorageHome(root=tmp_path / "home", policy_root=DEFAULT_PACK)
+    target = tmp_path / "home" / "logs" / "trace" / "rng_trace_log.jsonl"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b'{"module": "2B.S5.router"}\n' * 3)
+    tail = b'{"module": "2B.virtual_edge"}\n'
+    ahead = rng_logs.copy_trace_ahead(target)
+    assert ahead is not None and ahead.path.read_bytes() == target.read_bytes()
+    out = rng_logs.publish_trace_s6(home, target, tail, input_version="v", ahead=ahead)
+    assert out is not None and out.outcome == "published"
+    assert target.read_bytes() == b'{"module": "2B.S5.router"}\n' * 3 + tail
+    assert not ahead.path.exists()  # moved into place
+    ahead.discard()
+    # A copy of a trace that changed afterwards is ignored (the publish copies afresh).
+    target.write_bytes(b'{"module": "2B.S5.router"}\n')
+    stale = rng_logs.copy_trace_ahead(target)
+    assert stale is not None
+    target.write_bytes(b'{"module": "2B.S5.router"}\n' * 2)
+    rng_logs.publish_trace_s6(home, target, tail, input_version="v2", ahead=stale)
+    assert target.read_bytes() == b'{"module": "2B.S5.router"}\n' * 2 + tail
+    stale.discard()
+    assert rng_logs.copy_trace_ahead(tmp_path / "absent.jsonl") is None
+    assert not list(target.parent.glob("_tmp.*"))
+
+
+def test_sealed_bytes_are_the_hashed_bytes(run: TinyRun) -> None:
+    from segment2b.states.evidence import load_evidence
+
+    ev = load_evidence(
+        run.home, seed=run.seed, manifest_fingerprint=run.manifest_fingerprint, prefix="2B-S5"
+    )
+    path = ev.sealed_file("s5_arrival_roster", run.tokens())
+    assert ev.sealed_bytes("s5_arrival_roster", run.tokens()) == path.read_bytes()
+    path.write_bytes(path.read_bytes() + b"\n")
+    with pytest.raises(SegmentError) as exc:
+        ev.sealed_bytes("s5_arrival_roster", run.tokens())
+    assert "changed after S0 sealed" in str(exc.value)

@@ -37,6 +37,7 @@ from segment2b.states.s7_audit import (
     NOTE_S5_ABSENT,
     NOTE_S6_ABSENT,
     VALIDATOR_CODES,
+    AuditError,
     AuditLedger,
     S7Build,
     S7Inputs,
@@ -969,3 +970,228 @@ def test_empty_edge_log_needs_no_events(through_s4: TinyRun) -> None:
     checks = {c["id"]: c for c in run_s7(run.home, **_kw(run)).report["checks"]}
     assert checks["V-14"]["context"] == {"virtual_total": 0}
     assert checks["V-16"]["context"] == {"draws_expected": 12, "draws_observed": 12}
+
+
+# --- fast exact JSONL path (polars + rendering proof) vs the strict arrow parse -------------
+
+EDGE_ROW = "schemas.2B.yaml#/trace/s6_edge_log_row"
+
+
+def _edge_rows(n: int = 60) -> list[dict[str, Any]]:
+    """Byte-law edge-log rows with every JSON type: ints up to u64 max, floats (incl. -0.0 and
+    exponent forms), booleans, constant and varying strings."""
+    lats = [38.9445, -0.0, 1e-05, 53.3331, 0.1, -33.8688]
+    return [
+        {
+            "created_utc": CREATED,
+            "ctr_edge_hi": 0,
+            "ctr_edge_lo": i,
+            "edge_id": ["iad-us", "dub-ie", "sin-sg"][i % 3],
+            "edge_lat": lats[i % len(lats)],
+            "edge_lon": [-77.4558, 151.2093, 180.0][i % 3],
+            "ip_country": ["US", "IE", "SG"][i % 3],
+            "is_virtual": True,
+            "manifest_fingerprint": MF,
+            "merchant_id": 2**64 - 1 - i,
+            "rng_stream_id": "2B.routing_edge",
+            "site_id": 7 * i + 1,
+            "tz_group_id": ["Europe/Paris", "America/New_York"][i % 2],
+            "utc_day": "2026-01-01",
+            "utc_timestamp": f"2026-01-01T00:00:{i % 60:02d}.000000Z",
+        }
+        for i in range(n)
+    ]
+
+
+def _canon(rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+
+
+def _edit(k: int, old: str, new: str) -> Callable[[str], str]:
+    """Replace ``old`` by ``new`` in line ``k`` only."""
+
+    def go(text: str) -> str:
+        lines = text.splitlines(keepends=True)
+        assert old in lines[k]
+        lines[k] = lines[k].replace(old, new, 1)
+        return "".join(lines)
+
+    return go
+
+
+FAST_VARIANTS: dict[str, Callable[[str], str]] = {
+    "canonical": lambda t: t,
+    "escaped_string": _edit(4, '"Europe/Paris"', '"Europe\\/Paris"'),
+    "raw_non_ascii": _edit(6, '"iad-us"', '"iad-\u00e9"'),
+    "unicode_escape": _edit(6, '"iad-us"', '"iad-\\u00e9"'),
+    "int_as_string": _edit(7, '"ctr_edge_lo": 7', '"ctr_edge_lo": "7"'),
+    "int_leading_plus": _edit(7, '"ctr_edge_lo": 7', '"ctr_edge_lo": +7'),
+    "float_as_int": _edit(9, '"edge_lon": -77.4558', '"edge_lon": -77'),
+    "float_exponent": _edit(9, '"edge_lon": -77.4558', '"edge_lon": -7.74558E1'),
+    "u64_overflow": _edit(0, f"{2**64 - 1}", f"{2**64}"),
+    "duplicate_key": _edit(9, '"ip_country": "US"', '"ip_country": "US", "ip_country": "IE"'),
+    "extra_key": _edit(10, '"is_virtual": true', '"is_virtual": true, "extra": 1'),
+    "explicit_null": _edit(11, '"site_id": 78', '"site_id": null'),
+    "bool_as_int": _edit(12, '"is_virtual": true', '"is_virtual": 1'),
+    "reordered_keys": _edit(13, '"created_utc": "', '"zz": 0, "created_utc": "'),
+    "extra_space": _edit(14, '"site_id": 99', '"site_id":  99'),
+    "blank_line": lambda t: t.replace("\n", "\n\n", 3),
+    "crlf": lambda t: t.replace("\n", "\r\n"),
+    "no_final_newline": lambda t: t[:-1],
+    "two_objects_one_line": lambda t: t.replace("}\n", "}", 1),
+    # equal on every probed line (first, last, evenly spaced) but not on row 1
+    "constant_guess_miss": _edit(1, '"rng_stream_id": "2B.routing_edge"', '"rng_stream_id": "x"'),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(FAST_VARIANTS))
+def test_fast_jsonl_path_equals_strict_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    """Whatever the bytes, read_jsonl answers exactly like the strict arrow parse: same frame
+    (values, dtypes, column order), same per-file offsets, or the same 400 failure."""
+    from segment2b.states import s7_audit
+
+    rules = row_rules(EDGE_ROW)
+    text = FAST_VARIANTS[variant](_canon(_edge_rows()))
+    split = text.index("\n", len(text) // 2) + 1  # two files, cut between lines
+    files = []
+    for k, part in enumerate((text[:split], text[split:])):
+        path = tmp_path / f"utc_day=2026-01-0{k + 1}" / "s6_edge_log.jsonl"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(part.encode())
+        files.append(s7_audit.LogFile(path.relative_to(tmp_path).as_posix(), path, None))
+
+    def outcome() -> Any:
+        try:
+            table = s7_audit.read_jsonl(files, rules, validator="V-12", dataset="s6_edge_log")
+        except AuditError as err:
+            return ("error", err.codes, err.reason, err.context.get("line"))
+        return ("table", table.frame, table.offsets.tolist())
+
+    fast = outcome()
+    assert (s7_audit._fast_table(files, rules) is not None) == (
+        variant in ("canonical", "raw_non_ascii", "constant_guess_miss")
+    )
+    monkeypatch.setattr(s7_audit, "_fast_table", lambda *_: None)
+    strict = outcome()
+    assert fast[0] == strict[0]
+    if fast[0] == "table":
+        assert fast[1].schema == strict[1].schema and fast[1].equals(strict[1])
+        assert fast[2] == strict[2]
+    else:
+        assert fast[1:] == strict[1:]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("rng_stream_id", "2B.routing_edge"), ("rng_stream_id", ""), ("manifest_fingerprint", "ab")],
+)
+def test_constant_columns_are_checked_like_full_columns(field: str, value: str) -> None:
+    """A column flagged constant is checked on its first row; the outcome (first failing row,
+    code, message) equals checking every row."""
+    from segment2b.states import s7_audit
+
+    rules = row_rules(EDGE_ROW)
+    rows = _edge_rows(20)
+    for r in rows:
+        r[field] = value
+    frame = pl.from_arrow(s7_audit._arrow_parse(_canon(rows).encode(), rules))
+    assert isinstance(frame, pl.DataFrame)
+    offsets = np.array([0, frame.height])
+    plain = s7_audit.JsonlTable(frame, (), offsets)
+    flagged = s7_audit.JsonlTable(frame, (), offsets, frozenset({field, "created_utc"}))
+
+    def outcome(table: s7_audit.JsonlTable) -> Any:
+        try:
+            s7_audit._scan_rows(
+                table,
+                rules,
+                validator="V-12",
+                dataset="s6_edge_log",
+                expected=(("manifest_fingerprint", MF, "503"), ("created_utc", CREATED, "503")),
+            )
+        except AuditError as err:
+            return (err.codes, err.reason, err.context)
+        return None
+
+    assert outcome(flagged) == outcome(plain)
+
+
+def test_predicted_event_and_trace_tables_equal_their_parse(through_s4: TinyRun) -> None:
+    """S5's event families and the trace, predicted from the selection log, S4 and the events
+    and proved against the bytes, equal the parsed tables; a row that breaks the prediction
+    makes it decline (the parse then decides)."""
+    from concurrent.futures import Future
+
+    from segment2b.states import s7_audit
+
+    run = through_s4
+    logs = router_logs(run)
+    write_logs(run, logs)
+    found = s7_audit.discover_router_logs(
+        run.home, seed=run.seed, parameter_hash=run.parameter_hash, run_id=run.run_id
+    )
+    s4 = pl.scan_parquet(run.home.path("s4_group_weights", _tokens(run)))
+
+    def done(table: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        fut.set_result(table)
+        return fut
+
+    def parsed(files: Any, ref: str) -> Any:
+        return s7_audit.read_jsonl(files, row_rules(ref), validator="V-13", dataset="x")
+
+    sel = parsed(found.selection, s7_audit._SELECTION_ROW)
+    events: dict[str, Any] = {}
+    for name in ("alias_pick_group", "alias_pick_site", "cdn_edge_pick"):
+        files = found.events[name]
+        ref = parsed(files, FAMILIES[name].schema_ref)
+        if name != "cdn_edge_pick":
+            got = s7_audit._predict_events(FAMILIES[name], files, done(sel), s4)
+            assert got is not None and got.frame.equals(ref.frame)
+            assert got.frame.schema == ref.frame.schema and got.offsets.tolist() == [0, 6]
+        events[name] = done(ref)
+    edge = parsed(found.edge, EDGE_ROW)
+    trace = s7_audit._predict_trace([found.trace], done(sel), done(edge))
+    ref = parsed([found.trace], s7_audit._TRACE_ROW)
+    assert trace is not None and trace.frame.equals(ref.frame)
+    # One p_group that is not S4's: the group prediction declines.
+    logs["alias_pick_group"][2]["p_group"] = 0.123
+    write_logs(run, logs)
+    group = s7_audit._predict_events(
+        FAMILIES["alias_pick_group"], found.events["alias_pick_group"], done(sel), s4
+    )
+    assert group is None
+
+
+@pytest.mark.parametrize("bad_row", [None, 0, 7, 4999])
+def test_first_hit_by_distinct_values_equals_a_row_scan(bad_row: int | None) -> None:
+    """Value checks of a low-cardinality string column evaluated on its distinct values give
+    the same first violation (row, field, rule; earlier check wins ties) as scanning rows."""
+    from segment2b.states import s7_audit
+
+    n = 5000
+    zones = ["Europe/Paris", "America/New_York", "Asia/Tokyo"]
+    tz = [zones[i % 3] for i in range(n)]
+    day = ["2026-01-01"] * n
+    if bad_row is not None:
+        tz[bad_row] = "not a zone!"
+        day[bad_row] = "2026-1-1"
+    frame = pl.DataFrame({"tz_group_id": tz, "utc_day": day, "k": list(range(n))})
+    rules = row_rules("schemas.2B.yaml#/trace/s5_selection_log_row")
+    checks = [
+        (r.name, text, expr)
+        for r in rules.fields
+        if r.name in frame.columns
+        for text, expr in r.checks()
+    ]
+    naive = frame.select(
+        [expr.arg_true().first().alias(f"c{i}") for i, (_, _, expr) in enumerate(checks)]
+    ).row(0)
+    expected = min(((idx, i) for i, idx in enumerate(naive) if idx is not None), default=None)
+    got = s7_audit._first_hit(frame, checks)
+    if expected is None:
+        assert got is None
+    else:
+        assert got == (expected[0], checks[expected[1]][0], checks[expected[1]][1])
