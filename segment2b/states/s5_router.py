@@ -1216,6 +1216,42 @@ def read_identity(
         )
 
 
+def open_run_evidence(
+    home: StorageHome,
+    *,
+    seed: int,
+    manifest_fingerprint: str,
+    parameter_hash: str,
+    run_id: str,
+    prefix: str,
+    codes: EvidenceCodes,
+    required: Sequence[str],
+) -> S0Evidence:
+    """A router state's entry checks (S5 and S6 alike): the run receipt matches the tokens, S0's
+    evidence loads, its parameter_hash is the run's, and every ``required`` input is sealed."""
+    read_identity(
+        home,
+        seed=seed,
+        manifest_fingerprint=manifest_fingerprint,
+        parameter_hash=parameter_hash,
+        run_id=run_id,
+        prefix=prefix,
+    )
+    ev = load_evidence(
+        home, seed=seed, manifest_fingerprint=manifest_fingerprint, prefix=prefix, codes=codes
+    )
+    if ev.parameter_hash != parameter_hash:
+        raise _err(
+            f"{prefix}-070",
+            "S0 receipt parameter_hash differs from the run's",
+            dataset="s0_gate_receipt_2B",
+            key=ev.parameter_hash,
+        )
+    for asset in required:
+        ev.row(asset)
+    return ev
+
+
 def report_path(home: StorageHome, state: str, seed: int, manifest_fingerprint: str) -> Path:
     """Run-report copy ``reports/layer1/2B/state=Sx/seed=…/manifest_fingerprint=…/`` (non-
     authoritative): the dictionary id ``s5_run_report``/``s6_run_report`` when registered."""
@@ -1393,35 +1429,21 @@ def run_s5(
     where the serial algorithm would have reached it), and nothing is visible before publish.
     """
     t_start = time.perf_counter()
-    read_identity(
+    ev = open_run_evidence(
         home,
         seed=seed,
         manifest_fingerprint=manifest_fingerprint,
         parameter_hash=parameter_hash,
         run_id=run_id,
         prefix=PREFIX,
-    )
-    ev = load_evidence(
-        home,
-        seed=seed,
-        manifest_fingerprint=manifest_fingerprint,
-        prefix=PREFIX,
         codes=EVIDENCE_CODES,
+        required=(
+            "route_rng_policy_v1",
+            "alias_layout_policy_v1",
+            "site_timezones",
+            "s5_arrival_roster",
+        ),
     )
-    if ev.parameter_hash != parameter_hash:
-        raise _err(
-            f"{PREFIX}-070",
-            "S0 receipt parameter_hash differs from the run's",
-            dataset="s0_gate_receipt_2B",
-            key=ev.parameter_hash,
-        )
-    for asset in (
-        "route_rng_policy_v1",
-        "alias_layout_policy_v1",
-        "site_timezones",
-        "s5_arrival_roster",
-    ):
-        ev.row(asset)
     created_utc = ev.created_utc
     plan_tokens = {"seed": str(seed), "manifest_fingerprint": manifest_fingerprint}
     run_tokens = {"seed": str(seed), "parameter_hash": parameter_hash, "run_id": run_id}

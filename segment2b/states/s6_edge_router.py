@@ -41,7 +41,7 @@ from segment2b.core.routing_rng import (
 from segment2b.errors import SegmentError
 from segment2b.policy.models import RouteRngPolicyV1, VirtualEdgePolicyV1
 from segment2b.states import rng_logs
-from segment2b.states.evidence import EvidenceCodes, load_evidence
+from segment2b.states.evidence import EvidenceCodes
 from segment2b.states.outcome import StateOutcome, input_version
 from segment2b.states.rng_logs import Col, Const, RunTokens
 from segment2b.states.s5_router import (
@@ -50,8 +50,8 @@ from segment2b.states.s5_router import (
     check_counters,
     day_ranges,
     environment_block,
+    open_run_evidence,
     parse_roster,
-    read_identity,
     report_path,
     roster_posture,
     spot_check,
@@ -591,30 +591,16 @@ def _run_s6(
 ) -> StateOutcome:
     """:func:`run_s6` on the caller's worker pool (see there)."""
     t_start = time.perf_counter()
-    read_identity(
+    ev = open_run_evidence(
         home,
         seed=seed,
         manifest_fingerprint=manifest_fingerprint,
         parameter_hash=parameter_hash,
         run_id=run_id,
         prefix=PREFIX,
-    )
-    ev = load_evidence(
-        home,
-        seed=seed,
-        manifest_fingerprint=manifest_fingerprint,
-        prefix=PREFIX,
         codes=EVIDENCE_CODES,
+        required=("route_rng_policy_v1", "virtual_edge_policy_v1", "s5_arrival_roster"),
     )
-    if ev.parameter_hash != parameter_hash:
-        raise _err(
-            f"{PREFIX}-070",
-            "S0 receipt parameter_hash differs from the run's",
-            dataset="s0_gate_receipt_2B",
-            key=ev.parameter_hash,
-        )
-    for asset in ("route_rng_policy_v1", "virtual_edge_policy_v1", "s5_arrival_roster"):
-        ev.row(asset)
     created_utc = ev.created_utc
     run_tokens = {"seed": str(seed), "parameter_hash": parameter_hash, "run_id": run_id}
 
