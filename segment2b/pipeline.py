@@ -11,7 +11,7 @@ Grain: ``WorldStep`` one seed's world; ``GateStep`` one manifest; ``RosterStep``
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,16 +30,16 @@ from segment2b.states import s7_audit as s7
 from segment2b.states import s8_validation_bundle as s8
 from segment2b.states.outcome import StateOutcome
 from segment2b.states.s0_gate import S0Outcome, run_s0
-from segment2b.storage.digests import sha256_bytes
 from segment2b.storage.home import StorageHome
 from segment2b.world.config import WorldConfig
 from segment2b.world.generator import generate_world
 from segment2b.world.outputs import (
-    roster_jsonl,
+    ROSTER_CHUNK_ROWS,
+    roster_chunk_bytes,
     tz_cache_for,
     world_created_utc,
     write_gate_bundle,
-    write_roster,
+    write_roster_chunks,
     write_run_receipt,
     write_seed_world,
 )
@@ -148,10 +148,28 @@ def publish_gate(home: StorageHome, config: WorldConfig, panel: Sequence[int]) -
 def publish_roster(
     home: StorageHome, config: WorldConfig, panel: Sequence[int], pack: PolicyPack, seed: int
 ) -> RosterStep:
-    """The run's receipt and arrival roster (JSONL, arrival order), written before S0."""
+    """The run's receipt and arrival roster (JSONL, arrival order), written before S0.
+
+    The world's arrivals are read and serialised ``ROSTER_CHUNK_ROWS`` rows at a time and
+    streamed into the staged roster (hashed as written), so memory stays flat in the roster
+    size; the bytes are those of :func:`roster_jsonl` over the whole table.
+    """
     plan = plan_run(config, panel, pack, seed)
-    arrivals = pl.read_parquet(home.path("world_arrivals", plan.plan_tokens()))
-    data = roster_jsonl(arrivals)
+    arrivals = pl.scan_parquet(home.path("world_arrivals", plan.plan_tokens()))
+    total = int(arrivals.select(pl.len()).collect().item())
+    tally: dict[str, Any] = {"virtual": 0, "first_day": None, "last_day": None}
+
+    def chunks() -> Iterator[bytes]:
+        for offset in range(0, total, ROSTER_CHUNK_ROWS):
+            chunk = arrivals.slice(offset, ROSTER_CHUNK_ROWS).collect()
+            tally["virtual"] += int(chunk["is_virtual"].sum())
+            lo, hi = chunk["utc_day"].min(), chunk["utc_day"].max()
+            if tally["first_day"] is None or lo < tally["first_day"]:
+                tally["first_day"] = lo
+            if tally["last_day"] is None or hi > tally["last_day"]:
+                tally["last_day"] = hi
+            yield roster_chunk_bytes(chunk)
+
     write_run_receipt(
         home,
         run_id=plan.run_id,
@@ -160,21 +178,20 @@ def publish_roster(
         manifest_fingerprint=plan.manifest_fingerprint,
         created_utc=plan.created_utc,
     )
-    res = write_roster(home, plan.tokens(), data)
-    days = arrivals["utc_day"]
+    res = write_roster_chunks(home, plan.tokens(), chunks())
     meta = {
         "run_id": plan.run_id,
         "parameter_hash": plan.parameter_hash,
-        "arrivals": arrivals.height,
-        "virtual_arrivals": int(arrivals["is_virtual"].sum()),
-        "first_day": days.min(),
-        "last_day": days.max(),
+        "arrivals": total,
+        "virtual_arrivals": tally["virtual"],
+        "first_day": tally["first_day"],
+        "last_day": tally["last_day"],
         "bytes": res.bytes,
         "path": str(res.path),
     }
     # Content digest: a policy edit moves the roster to a new run path but leaves its bytes
-    # (and so this version) unchanged.
-    return RosterStep(plan, sha256_bytes(data), meta)
+    # (and so this version) unchanged. ``res.digest`` is the SHA-256 of exactly those bytes.
+    return RosterStep(plan, res.digest, meta)
 
 
 # --- states ----------------------------------------------------------------------------------

@@ -7,13 +7,14 @@ input version is a determinism defect (``<prefix>-080``). A changed input versio
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from segment2b.errors import SegmentError
 from segment2b.storage.digests import folder_digest, sha256_bytes, sha256_file
@@ -124,6 +125,96 @@ def publish_file(
         shutil.rmtree(stage, ignore_errors=True)
     _record_version(home, target, input_version)
     return PublishResult(target, len(data), digest, outcome)
+
+
+class HashingWriter:
+    """Write-through sink for :func:`publish_stream`: forwards bytes to the staged file and
+    feeds them to SHA-256 as they pass, so the digest never needs the whole payload in memory.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._hash = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        self._fh.write(data)
+        self.bytes += len(data)
+        return len(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def publish_stream(
+    home: StorageHome,
+    target: Path,
+    write: Callable[[HashingWriter], None],
+    *,
+    prefix: str,
+    dataset_id: str,
+    input_version: str | Callable[[str], str] | None = None,
+    immutable: bool = False,
+) -> PublishResult:
+    """:func:`publish_file` for payloads too large to hold: ``write`` streams the bytes in chunks.
+
+    Same protocol and outcomes as :func:`publish_file` (sibling ``_tmp.<uuid>/`` stage, one
+    ``os.replace``, idempotent when the existing target has the same SHA-256, ``-080`` per
+    :func:`_conflict`); the difference is the order: the bytes are staged first (digest computed
+    as they are written), then compared with the target. ``input_version`` may be a function of
+    that digest (a content-addressed version, e.g. the roster's).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = target.parent / f"_tmp.{uuid.uuid4().hex}"
+    try:
+        staged = stage / target.name
+        try:
+            stage.mkdir()
+            with staged.open("wb") as fh:
+                sink = HashingWriter(fh)
+                write(sink)
+        except OSError as exc:
+            raise SegmentError(
+                f"{prefix}-082",
+                f"ATOMIC_PUBLISH_FAILED: {exc}",
+                dataset=dataset_id,
+                key=str(target),
+                context={"staging_path": str(stage), "final_path": str(target)},
+            ) from exc
+        digest, size = sink.hexdigest(), sink.bytes
+        version = input_version(digest) if callable(input_version) else input_version
+        outcome: Outcome = "published"
+        if target.exists():
+            prev = sha256_file(target)
+            if prev == digest:
+                _record_version(home, target, version)
+                return PublishResult(target, size, digest, "idempotent")
+            _conflict(
+                home,
+                target,
+                prefix=prefix,
+                dataset_id=dataset_id,
+                input_version=version,
+                immutable=immutable,
+                digest_prev=prev,
+                digest_now=digest,
+            )
+            outcome = "replaced"
+        try:
+            os.replace(staged, target)
+        except OSError as exc:
+            raise SegmentError(
+                f"{prefix}-082",
+                f"ATOMIC_PUBLISH_FAILED: {exc}",
+                dataset=dataset_id,
+                key=str(target),
+                context={"staging_path": str(stage), "final_path": str(target)},
+            ) from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    _record_version(home, target, version)
+    return PublishResult(target, size, digest, outcome)
 
 
 def publish_folder(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,13 @@ from segment2b.errors import SegmentError
 from segment2b.storage.canonical import canonical_json, pretty_json
 from segment2b.storage.digests import bundle_digest, flag_bytes, folder_digest, sha256_bytes
 from segment2b.storage.home import StorageHome
-from segment2b.storage.publish import PublishResult, publish_file, publish_folder
+from segment2b.storage.publish import (
+    HashingWriter,
+    PublishResult,
+    publish_file,
+    publish_folder,
+    publish_stream,
+)
 from segment2b.storage.tables import PART_NAME, conform, write_parquet_part
 
 PREFIX = "UW"  # upstream-world writer codes: UW-080 / UW-082 mirror the state publish codes
@@ -274,16 +280,18 @@ def tz_cache_for(
     return payload, manifest
 
 
-def roster_jsonl(roster: pl.DataFrame) -> bytes:
-    """Serialise roster rows as ``json.dumps(row, sort_keys=True)`` lines, vectorised.
+ROSTER_CHUNK_ROWS = 250_000
+"""Rows serialised per chunk (~43 MB of JSONL): the roster is never held as one string."""
+
+_ROSTER_KEYS = ("channel", "is_virtual", "mcc", "merchant_id", "utc_day", "utc_timestamp")
+
+
+def _roster_line(columns: Sequence[str]) -> pl.Expr:
+    """One ``json.dumps(row, sort_keys=True)`` line (with its newline) per row, as an expression.
 
     Keys in sorted order; merchant_id a bare integer (never float); booleans lowercase.
     """
-    cols = [
-        c
-        for c in ("channel", "is_virtual", "mcc", "merchant_id", "utc_day", "utc_timestamp")
-        if c in roster.columns
-    ]
+    cols = [c for c in _ROSTER_KEYS if c in columns]
     pieces: list[pl.Expr] = []
     for i, c in enumerate(cols):
         sep = "" if i == 0 else ", "
@@ -293,8 +301,54 @@ def roster_jsonl(roster: pl.DataFrame) -> bytes:
         pieces.append(val)
         if quoted:
             pieces.append(pl.lit('"'))
-    line = pl.concat_str([pl.lit("{"), *pieces, pl.lit("}\n")])
-    return "".join(roster.select(line.alias("l"))["l"].to_list()).encode("utf-8")
+    return pl.concat_str([pl.lit("{"), *pieces, pl.lit("}\n")]).alias("l")
+
+
+def roster_chunk_bytes(chunk: pl.DataFrame) -> bytes:
+    """The JSONL bytes of ``chunk``'s rows (vectorised; one string per chunk, no row list)."""
+    if chunk.height == 0:
+        return b""
+    lines = chunk.select(_roster_line(chunk.columns))["l"]
+    if lines.null_count():
+        raise ValueError("roster row with a null value cannot be serialised")
+    return str(lines.str.join("").item()).encode("utf-8")
+
+
+def roster_jsonl_chunks(
+    roster: pl.DataFrame, chunk_rows: int = ROSTER_CHUNK_ROWS
+) -> Iterator[bytes]:
+    """:func:`roster_jsonl` in consecutive chunks of ``chunk_rows`` rows (concatenation equal)."""
+    for offset in range(0, roster.height, chunk_rows):
+        yield roster_chunk_bytes(roster.slice(offset, chunk_rows))
+
+
+def roster_jsonl(roster: pl.DataFrame) -> bytes:
+    """Serialise roster rows as ``json.dumps(row, sort_keys=True)`` lines, vectorised.
+
+    Keys in sorted order; merchant_id a bare integer (never float); booleans lowercase. Holds
+    the whole roster in memory: large rosters go through :func:`write_roster_chunks`.
+    """
+    return b"".join(roster_jsonl_chunks(roster))
+
+
+def write_roster_chunks(
+    home: StorageHome, tokens: Mapping[str, str], chunks: Iterable[bytes]
+) -> PublishResult:
+    """Publish the arrival roster from its JSONL bytes in chunks (streamed to the stage, hashed
+    as written). The input version is the content digest, as for :func:`write_roster`."""
+
+    def write(sink: HashingWriter) -> None:
+        for chunk in chunks:
+            sink.write(chunk)
+
+    return publish_stream(
+        home,
+        home.path("s5_arrival_roster", tokens),
+        write,
+        prefix=PREFIX,
+        dataset_id="s5_arrival_roster",
+        input_version=lambda digest: digest,
+    )
 
 
 def write_roster(home: StorageHome, tokens: Mapping[str, str], data: bytes) -> PublishResult:

@@ -335,7 +335,8 @@ def roster_posture(world: World) -> dict[str, Any]:
         span = (dt.date.fromisoformat(days[-1]) - dt.date.fromisoformat(days[0])).days + 1
     world_cells = world.merchants.select("mcc_class", "channel").unique()
     roster_cells = (
-        r.join(world.merchants.select("merchant_id", "mcc_class"), on="merchant_id")
+        r.select("merchant_id", "channel")
+        .join(world.merchants.select("merchant_id", "mcc_class"), on="merchant_id")
         .select("mcc_class", "channel")
         .unique()
     )
@@ -499,7 +500,8 @@ def _roster_problems(world: World, config: WorldConfig) -> list[str]:
     )
     if (const["v"] > 1).any() or (const["c"] > 1).any() or (const["m"] > 1).any():
         out.append("roster: is_virtual / channel / mcc not constant per merchant")
-    joined = r.join(mer, on="merchant_id", suffix="_m")
+    attrs = ["merchant_id", "channel", "mcc", "is_virtual"]  # only what is compared below
+    joined = r.select(attrs).join(mer.select(attrs), on="merchant_id", suffix="_m")
     if not ((joined["channel"] == joined["channel_m"]) & (joined["mcc"] == joined["mcc_m"])).all():
         out.append("roster: channel / mcc differ from the merchant attributes")
     if config.roster_mode == "smoke":

@@ -191,9 +191,13 @@ def realistic_roster(
     # Local time of day from the class profile: hour by inverse CDF, then uniform within it.
     profiles = np.array([np.cumsum(DIURNAL[c]) / np.sum(DIURNAL[c]) for c in CLASSES])
     a_cls = cls_idx[m_of]
-    hour = np.minimum(
-        (profiles[a_cls] < u_hour[:, None]).sum(axis=1), 23
-    )  # first hour whose cumulative share reaches u
+    # First hour whose cumulative share reaches u: the count of cumulative shares < u, i.e. a
+    # left searchsorted per class (profiles are strictly increasing) — no arrivals × 24 matrix.
+    hour = np.empty(m_of.size, dtype=np.int64)
+    for c in range(len(CLASSES)):
+        sel = a_cls == c
+        hour[sel] = np.searchsorted(profiles[c], u_hour[sel], side="left")
+    hour = np.minimum(hour, 23)
     local_us = hour.astype(np.int64) * 3_600_000_000 + np.floor(u_frac * 3_600_000_000).astype(
         np.int64
     )

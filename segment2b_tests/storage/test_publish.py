@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from segment2b.errors import SegmentError
+from segment2b.storage.digests import sha256_bytes
 from segment2b.storage.home import StorageHome
-from segment2b.storage.publish import publish_file, publish_folder
+from segment2b.storage.publish import (
+    HashingWriter,
+    _previous_version,
+    publish_file,
+    publish_folder,
+    publish_stream,
+)
 
 
 @pytest.fixture
@@ -81,3 +89,59 @@ def test_failed_writer_leaves_no_partial_output(home: StorageHome) -> None:
         publish_folder(home, target, boom, prefix="2B-S1", state="s1", dataset_id="f")
     assert not target.exists()
     assert not list(home.tmp.iterdir())
+
+
+def _chunks(*parts: bytes) -> Callable[[HashingWriter], None]:
+    def write(sink: HashingWriter) -> None:
+        for part in parts:
+            sink.write(part)
+
+    return write
+
+
+def test_stream_publish_matches_file_protocol(home: StorageHome) -> None:
+    target = home.root / "data" / "r.jsonl"
+    kw = {"prefix": "UW", "dataset_id": "r"}
+    first = publish_stream(home, target, _chunks(b"ab", b"c"), input_version="v1", **kw)
+    again = publish_stream(home, target, _chunks(b"a", b"bc"), input_version="v1", **kw)
+    assert (first.outcome, again.outcome) == ("published", "idempotent")
+    assert (first.digest, first.bytes) == (sha256_bytes(b"abc"), 3)
+    assert target.read_bytes() == b"abc"
+    with pytest.raises(SegmentError) as exc:
+        publish_stream(home, target, _chunks(b"abd"), input_version="v1", **kw)
+    assert exc.value.code == "UW-080"
+    assert target.read_bytes() == b"abc"
+    res = publish_stream(home, target, _chunks(b"xyz"), input_version=lambda d: d, **kw)
+    assert res.outcome == "replaced"
+    assert target.read_bytes() == b"xyz"
+    assert _previous_version(home, target) == sha256_bytes(b"xyz")
+    assert not [p for p in target.parent.iterdir() if p.name.startswith("_tmp.")]
+
+
+def test_stream_writer_failure_leaves_nothing_and_keeps_the_target(home: StorageHome) -> None:
+    target = home.root / "data" / "r.jsonl"
+    kw = {"prefix": "UW", "dataset_id": "r"}
+    publish_stream(home, target, _chunks(b"abc"), input_version="v1", **kw)
+
+    def fails_midway(sink: HashingWriter) -> None:
+        sink.write(b"partial")
+        raise ValueError("serialiser broke")
+
+    with pytest.raises(ValueError):
+        publish_stream(home, target, fails_midway, input_version="v2", **kw)
+    assert target.read_bytes() == b"abc"
+    assert not [p for p in target.parent.iterdir() if p.name.startswith("_tmp.")]
+
+
+def test_stream_io_error_is_082(home: StorageHome) -> None:
+    target = home.root / "data" / "new.jsonl"
+
+    def disk_full(sink: HashingWriter) -> None:
+        sink.write(b"x")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(SegmentError) as exc:
+        publish_stream(home, target, disk_full, prefix="UW", dataset_id="r")
+    assert exc.value.code == "UW-082"
+    assert not target.exists()
+    assert not [p for p in target.parent.iterdir() if p.name.startswith("_tmp.")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import zoneinfo
 
 import polars as pl
@@ -176,3 +177,16 @@ def test_single_site_knob() -> None:
     assert (sizes == 1).sum() == 30
     assert (sizes >= 1).all()
     assert self_check(world, small_config(single_site_share=0.2)) == []
+
+
+def test_roster_jsonl_chunks_are_json_dumps_lines() -> None:
+    from segment2b.world.outputs import roster_jsonl, roster_jsonl_chunks
+
+    roster = small_world("realistic").roster.head(2_000)
+    expected = "".join(
+        json.dumps(row, sort_keys=True) + "\n" for row in roster.iter_rows(named=True)
+    )
+    whole = roster_jsonl(roster)
+    assert whole == expected.encode("utf-8")
+    assert b"".join(roster_jsonl_chunks(roster, chunk_rows=333)) == whole
+    assert list(roster_jsonl_chunks(roster.clear())) == []
