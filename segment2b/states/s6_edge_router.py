@@ -552,14 +552,18 @@ def run_s6(
     ``(tz_group_id, site_id)`` per arrival. Without it S6 re-reads S5's selection logs (only
     when the edge log is enabled). S5 must have completed first (shared trace file).
 
-    Concurrency (two workers): the shared trace is copied privately while S6 validates and
-    renders (its publish then only appends and renames); the event file and the edge log
-    render beside the trace tail. Nothing is visible before the publish step.
+    Concurrency: the shared trace is copied privately on its own thread while S6 validates
+    and renders (its publish then only appends and renames); the event file and the edge log
+    render on two workers beside the trace tail. Nothing is visible before the publish step.
+    The copy has a thread of its own because it grows with *all* arrivals (S5's rows), not
+    with S6's virtual ones: sharing a worker with the renders serialised the event file and
+    the edge log behind it at scale.
     """
     run_tokens = {"seed": str(seed), "parameter_hash": parameter_hash, "run_id": run_id}
     trace_path = home.path("rng_trace_log", run_tokens)
+    copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s6-copy")
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s6")
-    ahead = pool.submit(rng_logs.copy_trace_ahead, trace_path)
+    ahead = copier.submit(rng_logs.copy_trace_ahead, trace_path)
     try:
         return _run_s6(
             home,
@@ -573,6 +577,7 @@ def run_s6(
         )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        copier.shutdown(wait=True, cancel_futures=True)
         copy = ahead.result() if ahead.done() and ahead.exception() is None else None
         if copy is not None:
             copy.discard()
@@ -784,9 +789,10 @@ def _run_s6(
                 dataset="rng_event_cdn_edge_pick",
                 key=str(ev_target),
             )
-        jobs: list[Callable[[], PublishResult | None]] = [
-            partial(
-                rng_logs.publish_trace_s6,
+
+        def publish_trace() -> PublishResult | None:
+            # Waits for the copy on the worker, so the other publishes need not wait for it.
+            return rng_logs.publish_trace_s6(
                 home,
                 home.path("rng_trace_log", run_tokens),
                 trace_tail,
@@ -794,7 +800,8 @@ def _run_s6(
                 # A failed copy only means the publish copies the trace itself.
                 ahead=ahead.result() if ahead.exception() is None else None,
             )
-        ]
+
+        jobs: list[Callable[[], PublishResult | None]] = [publish_trace]
         if v:
             jobs.append(
                 partial(
