@@ -211,6 +211,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_bench = sub.add_parser("bench", help="per-state runtime report on the default world")
     p_bench.add_argument("--out", type=Path, default=None)
     p_bench.add_argument("--sweep", action="store_true", help="also run the scale sweep")
+    p_bench.add_argument(
+        "--sweep-factors",
+        default="1,10,100",
+        help="merchant multiples of the default world for --sweep (default 1,10,100)",
+    )
+    p_bench.add_argument(
+        "--sweep-only", action="store_true", help="run only the scale sweep (skip the lanes)"
+    )
     p_ui = sub.add_parser("ui", help="Dagster UI (webserver + daemon) on localhost")
     p_ui.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)

@@ -198,21 +198,42 @@ def publish_roster(
 
 
 def state_runners(
-    home: StorageHome, plan: RunPlan
+    home: StorageHome, plan: RunPlan, *, join_router: bool = False
 ) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
-    """One callable per state of one seed; each takes the outcomes so far (S6 joins S5's)."""
+    """One callable per state of one seed; each takes the outcomes so far (S6 joins S5's).
+
+    ``join_router``: the caller runs S6 right after S5 in this process (the router step).
+    S5 then prepares S6 before its publish and writes the shared trace once, S5's rows and
+    S6's tail together, so S6 need not copy the whole trace to append (s6 §7); the S6 runner
+    finishes what S5 prepared. Off, each state runs alone as the spec describes.
+    """
     seed, mf = plan.seed, plan.manifest_fingerprint
     run = {"parameter_hash": plan.parameter_hash, "run_id": plan.run_id}
+
+    def prepare_s6(s5_so_far: StateOutcome) -> s6.S6Pending:
+        return s6.prepare_s6(home, seed=seed, manifest_fingerprint=mf, s5=s5_so_far, **run)
+
+    def run_s6(done: Mapping[str, Any]) -> StateOutcome:
+        s5_out = done.get("S5")
+        join = s5_out.extras.get("s6_join") if isinstance(s5_out, StateOutcome) else None
+        if isinstance(join, s6.S6Pending):
+            return join.finish(s5_out.extras.get("s6_trace"))
+        return s6.run_s6(home, seed=seed, manifest_fingerprint=mf, s5=s5_out, **run)
+
     return {
         "S0": lambda _: run_s0(home, plan.run_id),
         "S1": lambda _: s1.run_s1(home, seed=seed, manifest_fingerprint=mf),
         "S2": lambda _: s2.run_s2(home, seed=seed, manifest_fingerprint=mf),
         "S3": lambda _: s3.run_s3(home, seed=seed, manifest_fingerprint=mf),
         "S4": lambda _: s4.run_s4(home, seed=seed, manifest_fingerprint=mf),
-        "S5": lambda _: s5.run_s5(home, seed=seed, manifest_fingerprint=mf, **run),
-        "S6": lambda done: s6.run_s6(
-            home, seed=seed, manifest_fingerprint=mf, s5=done.get("S5"), **run
+        "S5": lambda _: s5.run_s5(
+            home,
+            seed=seed,
+            manifest_fingerprint=mf,
+            join_s6=prepare_s6 if join_router else None,
+            **run,
         ),
+        "S6": run_s6,
         "S7": lambda _: s7.run_s7(home, seed=seed, manifest_fingerprint=mf, **run),
     }
 
@@ -232,7 +253,7 @@ class SeedRun:
 
 def run_seed_states(home: StorageHome, plan: RunPlan, *, states: Sequence[str] = STATES) -> SeedRun:
     """Run ``states`` of one seed in lineage order, in-process (no Dagster)."""
-    runners = state_runners(home, plan)
+    runners = state_runners(home, plan, join_router="S5" in states and "S6" in states)
     out = SeedRun(plan)
     for state in states:
         t0 = time.perf_counter()

@@ -179,7 +179,7 @@ def s5_s6_router(
     seed = int(context.partition_key)
     home = store.storage()
     plan = plan_run(world.config(), world.panel(), store.pack(), seed)
-    runners = state_runners(home, plan)
+    runners = state_runners(home, plan, join_router=True)  # S6 runs right after S5 here
     done: dict[str, Any] = {}
     done["S5"] = out5 = runners["S5"](done)
     done["S6"] = out6 = runners["S6"](done)

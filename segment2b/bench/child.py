@@ -191,7 +191,8 @@ def _world_steps(  # noqa: PLR0917 - a private helper called from two places
 def _seed_states(
     home: StorageHome, plan: RunPlan, states: Sequence[str], progress: Progress
 ) -> list[dict]:
-    runners = state_runners(home, plan)
+    # As in the router asset: S6 right after S5 joins it (S5 writes the shared trace once).
+    runners = state_runners(home, plan, join_router="S5" in states and "S6" in states)
     done: dict[str, Any] = {}
     steps = []
     for state in states:
@@ -199,7 +200,20 @@ def _seed_states(
             state, lambda st=state: runners[st](done), progress, seed=plan.seed
         )
         steps.append({**rec, **state_counters(state, done[state])})
+    _attribute_s6_preparation(steps, done)
     return steps
+
+
+def _attribute_s6_preparation(steps: list[dict], done: Mapping[str, Any]) -> None:
+    """Move the S6 work done inside S5's call (the join) from S5's seconds to S6's."""
+    join = getattr(done.get("S5"), "extras", {}).get("s6_join")
+    prepare_s = getattr(join, "prepare_s", None)
+    by_step = {rec["step"]: rec for rec in steps}
+    if prepare_s is None or "S5" not in by_step or "S6" not in by_step:
+        return
+    by_step["S5"]["elapsed_s"] -= prepare_s
+    by_step["S6"]["elapsed_s"] += prepare_s
+    by_step["S6"]["start"] -= prepare_s
 
 
 def tolerate_band_drift() -> list[str]:

@@ -169,6 +169,7 @@ def run_profile(
                     "status": child.status,
                     "peak_rss_bytes": child.peak_rss_bytes,
                     "delta_rss_bytes": child.peak_rss_bytes - base if base else None,
+                    "peak_anon_bytes": child.peak_anon_bytes,
                     "process_wall_s": child.wall_s,
                 }
             )
@@ -184,6 +185,7 @@ def run_profile(
                     "error": child.error,
                     "elapsed_s": None,
                     "peak_rss_bytes": child.peak_rss_bytes,
+                    "peak_anon_bytes": child.peak_anon_bytes,
                     "process_wall_s": child.wall_s,
                 }
             )
@@ -198,11 +200,17 @@ def run_profile(
             )
     return {
         "home": home,
+        "home_bytes": tree_bytes(home),
         "units": units,
         "rows": rows,
         "failures": failures,
         "band_drift": drift,
     }
+
+
+def tree_bytes(root: Path) -> int:
+    """Bytes of every file under ``root`` (what a measured home holds on disk)."""
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
 def salvaged_steps(child: ChildResult) -> list[dict[str, Any]]:
@@ -260,6 +268,7 @@ def profile_table(
                     "status",
                     "peak_rss_bytes",
                     "delta_rss_bytes",
+                    "peak_anon_bytes",
                     "process_wall_s",
                     "rows",
                     "published_rows",
@@ -284,6 +293,7 @@ def profile_table(
                 "per_s": per_second(work, row.get("elapsed_s")),
                 "peak_rss_bytes": row.get("peak_rss_bytes"),
                 "delta_rss_bytes": row.get("delta_rss_bytes"),
+                "peak_anon_bytes": row.get("peak_anon_bytes"),
                 "child": row.get("unit"),
                 "rows": row.get("rows"),
                 "detail": {
@@ -322,6 +332,7 @@ def _lane_entry(
         "budget_s": budget,
         "within_budget": child.wall_s <= budget if child.ok else None,
         "peak_rss_bytes": child.peak_rss_bytes,
+        "peak_anon_bytes": child.peak_anon_bytes,
     }
 
 

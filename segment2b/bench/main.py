@@ -20,7 +20,7 @@ import platform
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +47,27 @@ NOTES = [
     "child's peak after imports, before the step. RSS counts touched file pages and memory "
     "the allocator keeps, so it is an upper bound of what the step needs. world/gate/roster "
     "share one child, as do S5 and S6 (one Dagster step: S6 joins S5's routing in memory).",
+    "'peak anon' is the highest sampled (every 0.1 s) private resident memory (`RssAnon`): "
+    "RSS without the file pages a step maps (S7 maps every router log, so its RSS grows with "
+    "the logs although the kernel can drop those pages). The memory watchdog "
+    "(`SEGMENT2B_BENCH_RSS_LIMIT_GIB`) applies to private memory, since that is what runs the "
+    "machine out of memory.",
     "The profile and the sweep use a one-seed panel (seed 42): the 1B gate covers the whole "
     "panel, so a four-seed panel would generate four worlds for a one-seed measurement. The "
     "world is the same; only the manifest_fingerprint differs.",
     "Fast lane: a `day_effect_policy_v1` edit (every σ base ×1.01, H5 digest refreshed) "
     "re-run from S3 onward for one seed; the edit changes parameter_hash, so the new run's "
     "roster and the S0 reseal run too. S1/S2 are unchanged and not re-run.",
-    "Scale sweep: ×1, ×10, ×100 merchants with roster arrivals scaled alike (arrivals per "
-    "merchant fixed), one seed. The world's realistic bands (upstream-world §5.6) are "
-    "calibrated at 1,238 merchants, so the larger worlds publish with their band drift "
-    "recorded under Findings instead of failing UW-050; structural, time-zone and roster "
-    "checks still apply. Time slope = least-squares fit of log(seconds) on log(merchants) over "
-    "the scales that finished the step; memory slope the same for Δ RSS (steps sharing a "
-    "child share its figure).",
+    "Scale sweep: ×1, ×10, ×100 merchants (`--sweep-factors`) with roster arrivals scaled "
+    "alike (arrivals per merchant fixed), one seed. The world's realistic bands "
+    "(upstream-world §5.6) are calibrated at 1,238 merchants, so the larger worlds publish with "
+    "their band drift recorded under Findings instead of failing UW-050; structural, time-zone "
+    "and roster checks still apply. Before each scale the home's disk use is projected from "
+    "the bytes per arrival measured so far; a scale that would not fit 85 % of the free disk "
+    "runs with the arrivals that fit and says so. Time slope = least-squares fit of "
+    "log(seconds) on log(work) over the scales that finished the step, where work is arrivals "
+    "for roster/S5/S6/S7 and merchants otherwise (the same ratio unless a scale was capped); "
+    "memory slopes the same for Δ RSS and peak anon (steps sharing a child share its figure).",
     "Witness lane runs pure only: the Dagster definitions fix the panel at the four "
     "required seeds. Lane budgets are checked against process wall-clock.",
     "Dagster overhead: the certification lane runs the same work pure (one process) and "
@@ -233,6 +241,38 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     doc["failures"] += profile["failures"]
     save()
 
+    if getattr(args, "sweep_only", False):
+        ctx.discard(profile["home"])
+    else:
+        _run_lanes(ctx, doc, profile, policies, save)
+
+    if args.sweep or getattr(args, "sweep_only", False):
+        log.info("bench: scale sweep")
+
+        def on_point(sweep: dict[str, Any]) -> None:
+            doc["sweep"] = sweep
+            save()
+
+        factors = tuple(int(f) for f in str(getattr(args, "sweep_factors", "1,10,100")).split(","))
+        doc["sweep"] = run_sweep(ctx, knobs, profile, factors=factors, on_point=on_point)
+    save()
+    ctx.finish()
+    sweep_failed = any(p["failures"] for p in (doc.get("sweep") or {}).get("scales", []))
+    if not doc["failures"] and not sweep_failed and not ctx.keep:
+        shutil.rmtree(ctx.root, ignore_errors=True)
+    print(render_text(doc))
+    log.info("bench report written to %s", out_dir)
+    return doc
+
+
+def _run_lanes(
+    ctx: BenchContext,
+    doc: dict[str, Any],
+    profile: Mapping[str, Any],
+    policies: str | None,
+    save: Callable[[], None],
+) -> None:
+    """Fast, witness and certification lanes (pure and Dagster) and the Dagster overhead."""
     pack = lanes.edited_day_effect_pack(
         lanes.default_pack_path(policies), ctx.root / "policies-day-effect-edit"
     )
@@ -273,23 +313,6 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     ctx.discard(dag_home)
     doc["dagster_overhead"] = lanes.dagster_overhead(cert_pure, cert_dag)
     save()
-
-    if args.sweep:
-        log.info("bench: scale sweep")
-
-        def on_point(sweep: dict[str, Any]) -> None:
-            doc["sweep"] = sweep
-            save()
-
-        doc["sweep"] = run_sweep(ctx, knobs, profile, on_point=on_point)
-    save()
-    ctx.finish()
-    sweep_failed = any(p["failures"] for p in (doc.get("sweep") or {}).get("scales", []))
-    if not doc["failures"] and not sweep_failed and not ctx.keep:
-        shutil.rmtree(ctx.root, ignore_errors=True)
-    print(render_text(doc))
-    log.info("bench report written to %s", out_dir)
-    return doc
 
 
 def write_report(doc: Mapping[str, Any], out_dir: Path, stamp: str) -> tuple[Path, Path]:

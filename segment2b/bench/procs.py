@@ -5,10 +5,18 @@ in one process every state after the hungriest would inherit its peak. A fresh c
 makes the figure that unit's own. The parent reaps the child with ``os.wait4``, whose rusage is
 the kernel's exact peak resident set of that child, even when the child was killed.
 
-A watchdog samples the child's RSS (``/proc/<pid>/status``) and kills it when it passes a limit
-or a deadline, so a scale run that would exhaust the machine's memory is reported as a finding
-instead of summoning the kernel's OOM killer on some other process. The child also raises its
-own ``oom_score_adj`` so that, if memory runs out anyway, the kernel picks the child first.
+A watchdog samples the child's memory (``/proc/<pid>/status``) and kills it when its *private*
+(anonymous) resident memory passes a limit or the deadline passes, so a scale run that would
+exhaust the machine's memory is reported as a finding instead of summoning the kernel's OOM
+killer on some other process. The child also raises its own ``oom_score_adj`` so that, if
+memory runs out anyway, the kernel picks the child first.
+
+Two figures, because they answer different questions: ``VmRSS`` (and ``ru_maxrss``) also counts
+file pages the child has touched through ``mmap`` — S7 maps every router log, so at scale its
+RSS tracks the log size although the kernel can drop those clean pages at will. ``RssAnon`` is
+the memory only the child holds (heap, Arrow and numpy buffers): what runs a machine out of
+memory, so the watchdog limit applies to it. The kernel keeps no high-water mark for it, so its
+peak is sampled every ``POLL_S`` (a short spike between samples can be missed).
 """
 
 from __future__ import annotations
@@ -35,12 +43,14 @@ class ChildResult:
     ``status``: ``ok``, ``failed`` (non-zero exit or an exception in the unit), ``memory_limit``
     (killed by the watchdog over ``rss_limit_bytes``) or ``timeout`` (killed at the deadline).
     ``wall_s`` covers the whole child (interpreter start and imports included); the unit's own
-    timings are in ``result``. ``peak_rss_bytes`` is the kernel's high-water mark of the child.
+    timings are in ``result``. ``peak_rss_bytes`` is the kernel's high-water mark of the child;
+    ``peak_anon_bytes`` the highest sampled private (anonymous) resident memory.
     """
 
     status: str
     wall_s: float
     peak_rss_bytes: int
+    peak_anon_bytes: int = 0
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     log_path: str | None = None
@@ -54,6 +64,7 @@ class ChildResult:
             "status": self.status,
             "wall_s": self.wall_s,
             "peak_rss_bytes": self.peak_rss_bytes,
+            "peak_anon_bytes": self.peak_anon_bytes,
             "error": self.error,
             "log_path": self.log_path,
         }
@@ -70,14 +81,18 @@ def mem_available_bytes() -> int | None:
     return None
 
 
-def _rss_bytes(pid: int) -> int:
+def _memory_bytes(pid: int) -> tuple[int, int]:
+    """``(VmRSS, RssAnon)`` of ``pid`` in bytes; zeros once the process is gone."""
+    rss = anon = 0
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+                rss = int(line.split()[1]) * 1024
+            elif line.startswith("RssAnon:"):
+                anon = int(line.split()[1]) * 1024
     except (OSError, ValueError):
-        return 0
-    return 0
+        return 0, 0
+    return rss, anon
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -144,15 +159,15 @@ def run_child(
             preexec_fn=_raise_oom_score,  # noqa: PLW1509 - no threads in the parent here
         )
         killed: str | None = None
-        seen_rss = 0
+        seen_rss = seen_anon = 0
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid == proc.pid:
                 break
-            rss = _rss_bytes(proc.pid)
-            seen_rss = max(seen_rss, rss)
+            rss, anon = _memory_bytes(proc.pid)
+            seen_rss, seen_anon = max(seen_rss, rss), max(seen_anon, anon)
             elapsed = time.perf_counter() - t0
-            if killed is None and rss_limit_bytes is not None and rss > rss_limit_bytes:
+            if killed is None and rss_limit_bytes is not None and anon > rss_limit_bytes:
                 killed = "memory_limit"
             elif killed is None and elapsed > timeout_s:
                 killed = "timeout"
@@ -172,20 +187,20 @@ def run_child(
     if killed == "memory_limit":
         limit_gib = (rss_limit_bytes or 0) / 2**30
         error = (
-            f"killed by the bench watchdog: RSS passed {limit_gib:.1f} GiB "
+            f"killed by the bench watchdog: private memory passed {limit_gib:.1f} GiB "
             f"during {running_step(result) or 'start-up'} after {wall:.0f} s"
         )
-        return ChildResult(killed, wall, peak, result, error, str(log_path))
+        return ChildResult(killed, wall, peak, seen_anon, result, error, str(log_path))
     if killed == "timeout":
         error = (
             f"killed by the bench watchdog after {timeout_s:.0f} s "
             f"during {running_step(result) or 'start-up'}"
         )
-        return ChildResult(killed, wall, peak, result, error, str(log_path))
+        return ChildResult(killed, wall, peak, seen_anon, result, error, str(log_path))
     if proc.returncode != 0 or not result.get("ok"):
         error = result.get("error") or (
             f"child exited with {proc.returncode} (signal {-proc.returncode} if negative); "
             f"log tail:\n{_tail(log_path)}"
         )
-        return ChildResult("failed", wall, peak, result, error, str(log_path))
-    return ChildResult("ok", wall, peak, result, None, str(log_path))
+        return ChildResult("failed", wall, peak, seen_anon, result, error, str(log_path))
+    return ChildResult("ok", wall, peak, seen_anon, result, None, str(log_path))

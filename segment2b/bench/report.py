@@ -124,6 +124,7 @@ def state_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         "per s",
         "peak RSS MiB",
         "Δ RSS MiB",
+        "peak anon MiB",
     ]
     rows = []
     for r in doc["profile"]["states"]:
@@ -139,6 +140,7 @@ def state_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
                 fmt_rate(r.get("per_s")),
                 fmt_mib(r.get("peak_rss_bytes")),
                 fmt_mib(r.get("delta_rss_bytes")),
+                fmt_mib(r.get("peak_anon_bytes")),
             ]
         )
     return headers, rows
@@ -223,8 +225,8 @@ def sweep_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     scales = sweep["scales"]
     headers = ["step"]
     for s in scales:
-        headers += [f"{s['merchants']:,} s", f"{s['merchants']:,} MiB"]
-    headers += ["time slope", "memory slope"]
+        headers += [f"{s['merchants']:,} s", f"{s['merchants']:,} MiB", f"{s['merchants']:,} anon"]
+    headers += ["time slope", "memory slope", "anon slope"]
     rows = []
     for state in sweep["states"]:
         row = [state]
@@ -234,8 +236,10 @@ def sweep_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
                 row += [cell.get("status", "n/a"), fmt_mib(cell.get("peak_rss_bytes"))]
             else:
                 row += [fmt_s(cell.get("elapsed_s")), fmt_mib(cell.get("peak_rss_bytes"))]
+            row.append(fmt_mib(cell.get("peak_anon_bytes")))
         row.append(fmt_slope(sweep["slopes"].get(state)))
         row.append(fmt_slope(sweep.get("memory_slopes", {}).get(state)))
+        row.append(fmt_slope(sweep.get("anon_slopes", {}).get(state)))
         rows.append(row)
     return headers, rows
 

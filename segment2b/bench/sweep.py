@@ -8,11 +8,21 @@ The world's realistic bands are calibrated at 1,238 merchants, so the larger wor
 their band drift recorded (not raised); structural problems still stop them. A step that the
 watchdog stops (memory or time) ends that scale's profile and is reported as
 the finding it is; the slope then uses the scales that finished.
+
+Disk: the router logs are spec-mandated JSONL (about 2.5 kB per arrival with the selection log
+on), so a scale's home needs roughly ``bytes per arrival × arrivals``. Before each scale the
+sweep projects that from the largest home measured so far; when the projection does not fit
+the free disk (with a margin), the scale keeps its merchants but runs with the arrivals that
+fit, and says so (``arrivals_capped_by_disk``) instead of failing half-way with ENOSPC. Slopes
+therefore use the work each step scales with: arrivals for the roster, S5, S6 and S7,
+merchants for the rest (for an uncapped scale the two ratios are the same).
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from segment2b.bench.context import BenchContext
@@ -20,6 +30,11 @@ from segment2b.bench.lanes import run_profile
 from segment2b.bench.report import loglog_slope
 
 SCALE_FACTORS: tuple[int, ...] = (1, 10, 100)
+ARRIVAL_STEPS = frozenset({"roster", "S5", "S6", "S7"})
+"""Steps whose work is the roster's arrivals; every other step's work grows with merchants."""
+DISK_MARGIN = 0.85
+"""Share of the free disk a scale's projected home may take (the rest: page cache, logs)."""
+ARRIVAL_ROUNDING = 100_000
 STEPS: tuple[str, ...] = (
     "world",
     "gate",
@@ -37,8 +52,11 @@ STEPS: tuple[str, ...] = (
 )
 
 
-def scale_point(profile: Mapping[str, Any], merchants: int, arrivals: int) -> dict[str, Any]:
-    """One scale's per-step time and peak memory from a profile's rows."""
+def scale_point(
+    profile: Mapping[str, Any], merchants: int, arrivals: int, *, capped: str | None = None
+) -> dict[str, Any]:
+    """One scale's per-step time and peak memory from a profile's rows (``capped``: why the
+    arrivals are fewer than the scale's share, if they are)."""
     states: dict[str, dict[str, Any]] = {}
     for row in profile["rows"]:
         cell = {
@@ -46,6 +64,7 @@ def scale_point(profile: Mapping[str, Any], merchants: int, arrivals: int) -> di
             "elapsed_s": row.get("elapsed_s"),
             "peak_rss_bytes": row.get("peak_rss_bytes"),
             "delta_rss_bytes": row.get("delta_rss_bytes"),
+            "peak_anon_bytes": row.get("peak_anon_bytes"),
             "child": row.get("unit"),
         }
         if row.get("error"):
@@ -56,6 +75,8 @@ def scale_point(profile: Mapping[str, Any], merchants: int, arrivals: int) -> di
     return {
         "merchants": merchants,
         "arrivals": arrivals,
+        "arrivals_capped_by_disk": capped,
+        "home_bytes": profile.get("home_bytes"),
         "states": states,
         "failures": list(profile.get("failures", [])),
         "band_drift": list(profile.get("band_drift", [])),
@@ -65,19 +86,44 @@ def scale_point(profile: Mapping[str, Any], merchants: int, arrivals: int) -> di
 def slopes(
     points: Sequence[Mapping[str, Any]], field: str = "elapsed_s"
 ) -> dict[str, float | None]:
-    """Per step: slope of log(``field``) on log(merchants) over the scales that finished it
-    (``elapsed_s`` for time; ``delta_rss_bytes``, the peak over the child's after-import
-    baseline, for memory, so the ~170 MiB interpreter does not flatten the slope)."""
+    """Per step: slope of log(``field``) on log(work) over the scales that finished it.
+
+    Work is arrivals for :data:`ARRIVAL_STEPS` and merchants otherwise. ``field``:
+    ``elapsed_s`` for time; ``delta_rss_bytes`` (the peak over the child's after-import
+    baseline, so the ~170 MiB interpreter does not flatten the slope) or ``peak_anon_bytes``
+    for memory.
+    """
     out: dict[str, float | None] = {}
     for step in STEPS:
         xs, ys = [], []
         for p in points:
             cell = p["states"].get(step) or {}
             if cell.get("status") == "ok" and cell.get(field):
-                xs.append(float(p["merchants"]))
+                xs.append(float(p["arrivals" if step in ARRIVAL_STEPS else "merchants"]))
                 ys.append(float(cell[field]))
         out[step] = loglog_slope(xs, ys)
     return out
+
+
+def arrivals_that_fit(
+    arrivals: int, bytes_per_arrival: float | None, free_bytes: int
+) -> tuple[int, str | None]:
+    """``arrivals``, or fewer (rounded down to :data:`ARRIVAL_ROUNDING`) when the projected home
+    (``bytes_per_arrival × arrivals``) would not fit :data:`DISK_MARGIN` of ``free_bytes``;
+    the second value says why they were capped."""
+    if not bytes_per_arrival:
+        return arrivals, None
+    room = DISK_MARGIN * free_bytes
+    need = bytes_per_arrival * arrivals
+    if need <= room:
+        return arrivals, None
+    fit = int(room / bytes_per_arrival) // ARRIVAL_ROUNDING * ARRIVAL_ROUNDING
+    reason = (
+        f"needs about {need / 1e9:.0f} GB of disk for {arrivals:,} arrivals "
+        f"({bytes_per_arrival:,.0f} B per arrival measured), {free_bytes / 1e9:.0f} GB free: "
+        f"ran with {fit:,} arrivals"
+    )
+    return max(fit, ARRIVAL_ROUNDING), reason
 
 
 def run_sweep(
@@ -85,6 +131,7 @@ def run_sweep(
     base: Mapping[str, Any],
     first: Mapping[str, Any] | None,
     *,
+    factors: Sequence[int] = SCALE_FACTORS,
     on_point: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Profiles at every scale factor; ``first`` (the default-world profile) is reused for ×1.
@@ -102,18 +149,33 @@ def run_sweep(
             "states": list(STEPS),
             "slopes": slopes(scales),
             "memory_slopes": slopes(scales, "delta_rss_bytes"),
+            "anon_slopes": slopes(scales, "peak_anon_bytes"),
         }
 
-    for factor in SCALE_FACTORS:
-        merchants, arrivals = m0 * factor, a0 * factor
+    def per_arrival() -> float | None:
+        sized = [p for p in points if p.get("home_bytes") and p["arrivals"]]
+        if first is not None and first.get("home_bytes") and not sized:
+            return float(first["home_bytes"]) / a0
+        if not sized:
+            return None
+        top = max(sized, key=lambda p: p["arrivals"])
+        return float(top["home_bytes"]) / top["arrivals"]
+
+    for factor in factors:
+        merchants, capped = m0 * factor, None
         if factor == 1 and first is not None:
-            profile = first
+            arrivals, profile = a0, first
         else:
+            Path(ctx.root).mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(ctx.root).free
+            arrivals, capped = arrivals_that_fit(a0 * factor, per_arrival(), free)
             world = {**base, "n_merchants": merchants, "roster_arrivals": arrivals}
 
-            def partial(prof: dict[str, Any], m: int = merchants, a: int = arrivals) -> None:
+            def partial(
+                prof: dict[str, Any], m: int = merchants, a: int = arrivals, c: str | None = capped
+            ) -> None:
                 if on_point is not None:
-                    on_point(doc([scale_point(prof, m, a)]))
+                    on_point(doc([scale_point(prof, m, a, capped=c)]))
 
             profile = run_profile(
                 ctx,
@@ -123,7 +185,7 @@ def run_sweep(
                 on_unit=partial,
             )
             ctx.discard(profile["home"])
-        points.append(scale_point(profile, merchants, arrivals))
+        points.append(scale_point(profile, merchants, arrivals, capped=capped))
         if on_point is not None:
             on_point(doc())
     return doc()

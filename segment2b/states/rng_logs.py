@@ -70,6 +70,7 @@ __all__ = [
     "plan_lines",
     "publish_staged",
     "publish_trace_s5",
+    "publish_trace_s5_s6",
     "publish_trace_s6",
     "trace_plan",
     "ts_micros",
@@ -893,6 +894,106 @@ def publish_trace_s5(
     _stage_replace(target, move, "2B-S5-082", "rng_trace_log")
     _write_version(home, target, "s5", input_version)
     return PublishResult(target, size, digest, outcome)
+
+
+def publish_trace_s5_s6(
+    home: StorageHome,
+    target: Path,
+    staged: Path,
+    *,
+    input_version: str,
+    tail: bytes,
+    tail_version: str,
+    digest: str | None = None,
+) -> tuple[PublishResult, PublishResult | None]:
+    """S5's trace rows and S6's tail published as one file, with one write and one rename.
+
+    For a step that runs S5 and S6 together (S6 rendered its tail from S5's in-memory routing
+    before S5 published). The end state, outcomes and codes are those of
+    :func:`publish_trace_s5` followed by :func:`publish_trace_s6`, checked in that order; but
+    S5's rows are not copied a second time to append S6's (a copy that grows with all arrivals,
+    not with S6's virtual ones): the tail is appended to S5's private staged file before its
+    one rename. ``staged`` holds S5's rows only (SHA-256 ``digest`` if known) and is consumed.
+    Returns S5's result (its rows) and S6's (its tail; None when there is no tail).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tail_module = b'"module": "2B.virtual_edge"'
+    tail_digest = hashlib.sha256(tail).hexdigest()
+    size = staged.stat().st_size
+    exists = target.exists()
+    prefix_ok = False
+    if digest is None or exists:
+        digest, prefix_ok = _hash_and_prefix_match(staged, target if exists else None)
+    s5_outcome: Literal["published", "idempotent", "replaced"] = "published"
+    s6_outcome: Literal["published", "idempotent", "replaced"] = "published"
+    keep = (size, size)  # target bytes [a, b) kept between S5's rows and the new tail
+    if exists and prefix_ok:
+        s5_outcome = "idempotent"
+        total = target.stat().st_size
+        # S6's rules on "target after S5": tail already there -> nothing to write.
+        if total - size >= len(tail):
+            with target.open("rb") as fh:
+                fh.seek(total - len(tail))
+                already = fh.read() == tail and (bool(tail) or total == size)
+            if already or (not tail and tail_module not in _last_line(target)):
+                _write_version(home, target, "s5", input_version)
+                if tail:
+                    _write_version(home, target, "s6", tail_version)
+                return (
+                    PublishResult(target, size, digest, "idempotent"),
+                    PublishResult(target, len(tail), tail_digest, "idempotent") if tail else None,
+                )
+        if total > size and tail_module in _last_line(target):
+            if not tail:
+                raise SegmentError(
+                    "2B-S6-095",
+                    "REPLAY_MISMATCH: no virtual arrivals now, but the trace holds S6 rows",
+                    dataset="rng_trace_log",
+                    key=str(target),
+                )
+            prev = _read_version(home, target, "s6")
+            if prev is None or prev == tail_version:
+                raise SegmentError(
+                    "2B-S6-081",
+                    "NON_IDEMPOTENT_REEMIT: the trace already holds a different S6 append",
+                    dataset="rng_trace_log",
+                    key=str(target),
+                )
+            existing = target.read_bytes()  # rare: an S6 tail is being replaced
+            pos = existing.find(tail_module, size)
+            keep = (size, existing.rfind(b"\n", 0, pos) + 1)
+            s6_outcome = "replaced"
+        else:
+            keep = (size, total)  # whatever follows S5's rows stays, as a plain append would
+    elif exists:
+        prev = _read_version(home, target, "s5")
+        if prev is None or prev == input_version:
+            raise SegmentError(
+                "2B-S5-080",
+                "IMMUTABLE_OVERWRITE: existing trace does not start with this run's S5 rows",
+                dataset="rng_trace_log",
+                key=str(target),
+                context={"digest_now": digest},
+            )
+        s5_outcome = "replaced"  # an old S6 tail goes with the old S5 rows
+
+    def move(dst: Path) -> None:
+        with staged.open("ab") as out:
+            if keep[1] > keep[0]:
+                with target.open("rb") as src:
+                    src.seek(keep[0])
+                    out.write(src.read(keep[1] - keep[0]))
+            out.write(tail)
+        os.replace(staged, dst)
+
+    _stage_replace(target, move, "2B-S5-082", "rng_trace_log")
+    _write_version(home, target, "s5", input_version)
+    if tail:
+        _write_version(home, target, "s6", tail_version)
+    return (
+        PublishResult(target, size, digest, s5_outcome),
+        PublishResult(target, len(tail), tail_digest, s6_outcome) if tail else None,
+    )
 
 
 @dataclass(frozen=True)

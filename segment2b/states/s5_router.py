@@ -30,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -1407,6 +1407,15 @@ def _stage_selection(
 # ---------------------------------------------------------------------------------------------
 
 
+class TraceJoin(Protocol):
+    """What :func:`run_s5` needs from a prepared S6 (``s6_edge_router.S6Pending``)."""
+
+    tail: bytes
+    input_version: str
+
+    def abandon(self) -> None: ...
+
+
 def run_s5(
     home: StorageHome,
     *,
@@ -1414,12 +1423,20 @@ def run_s5(
     manifest_fingerprint: str,
     parameter_hash: str,
     run_id: str,
+    join_s6: Callable[[StateOutcome], TraceJoin] | None = None,
 ) -> StateOutcome:
     """Route every roster arrival and publish S5's RNG evidence (s5-router.md §6).
 
     Returns a :class:`StateOutcome` whose ``frame`` is the per-arrival routing (S5Routing
     .to_frame()) and whose ``extras["routing"]`` is the :class:`S5Routing` that S6 joins by
     arrival position.
+
+    ``join_s6`` (S5 and S6 in one step): called once everything is rendered and checked, with
+    a provisional outcome (``extras`` routing and roster digest, ``report["roster"]``), it
+    prepares S6 and returns its trace tail. S5 then publishes its trace rows and S6's tail as
+    one file (:func:`~segment2b.states.rng_logs.publish_trace_s5_s6`) instead of leaving S6 to
+    copy the whole trace to append; ``extras["s6_join"]`` and ``extras["s6_trace"]`` carry
+    the join and the tail's publish result. If S5 fails after the join, the join is abandoned.
 
     Concurrency (two workers; polars, numpy, ``hashlib`` and file writes release the GIL): the
     plan inputs are read while the roster is parsed; the trace, which depends on the arrival
@@ -1483,6 +1500,7 @@ def run_s5(
     )
     tokens = RunTokens(seed, parameter_hash, manifest_fingerprint, run_id, created_utc)
     stage_root = home.tmp / f"s5_stage_{uuid.uuid4().hex}"
+    join: TraceJoin | None = None
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s5")
     try:
         inputs_job = pool.submit(_read_plan_inputs, home, ev, plan_tokens, layout)
@@ -1589,6 +1607,18 @@ def run_s5(
             )
         posture = posture_job.result()
         t_lines = time.perf_counter()
+        if join_s6 is not None:
+            join = join_s6(
+                StateOutcome(
+                    frame=pl.DataFrame(),
+                    report={"roster": posture},
+                    extras={
+                        "routing": routing,
+                        "roster_sha256": ev.rows["s5_arrival_roster"]["sha256_hex"],
+                    },
+                )
+            )
+        t_join = time.perf_counter()
 
         # Publish (everything above validated; nothing is visible until here).
         ver = input_version(
@@ -1605,16 +1635,31 @@ def run_s5(
         )
         # Fresh targets are renames (digests known); existing ones are read and compared, so
         # the targets go on two threads.
-        jobs: list[Callable[[], PublishResult]] = [
-            partial(
-                rng_logs.publish_trace_s5,
+        s6_trace: list[PublishResult | None] = []
+
+        def publish_trace() -> PublishResult:
+            target = home.path("rng_trace_log", run_tokens)
+            if join is None:
+                return rng_logs.publish_trace_s5(
+                    home,
+                    target,
+                    staged["trace"].path,
+                    input_version=ver,
+                    digest=staged["trace"].sha256,
+                )
+            mine, theirs = rng_logs.publish_trace_s5_s6(
                 home,
-                home.path("rng_trace_log", run_tokens),
+                target,
                 staged["trace"].path,
                 input_version=ver,
+                tail=join.tail,
+                tail_version=join.input_version,
                 digest=staged["trace"].sha256,
             )
-        ]
+            s6_trace.append(theirs)
+            return mine
+
+        jobs: list[Callable[[], PublishResult]] = [publish_trace]
         for key, ds in (
             ("group", "rng_event_alias_pick_group"),
             ("site", "rng_event_alias_pick_site"),
@@ -1653,11 +1698,15 @@ def run_s5(
                 home.path("rng_audit_log", run_tokens), rng_logs.audit_row(tokens), prefix=PREFIX
             )
         )
+    except BaseException:
+        if join is not None:
+            join.abandon()
+        raise
     finally:
         # A failure stops queued renders; running ones finish before the stage is removed.
         pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(stage_root, ignore_errors=True)
-    t_end = time.perf_counter()
+    t_end = time.perf_counter() - (t_join - t_lines)  # S6's preparation is not S5's time
 
     elapsed = t_end - t_start
     d = routing.draws
@@ -1747,6 +1796,7 @@ def run_s5(
                 "route": int((t_route - t_plan) * 1000),
                 "serialise": int((t_lines - t_route) * 1000),
                 "publish": int((t_end - t_lines) * 1000),
+                **({"s6_prepare": int((t_join - t_lines) * 1000)} if join is not None else {}),
             },
         },
     }
@@ -1759,5 +1809,6 @@ def run_s5(
             "routing": routing,
             "roster_sha256": ev.rows["s5_arrival_roster"]["sha256_hex"],
             "selection_log_enabled": selection_enabled,
+            **({"s6_join": join, "s6_trace": s6_trace[0]} if join is not None else {}),
         },
     )

@@ -19,8 +19,8 @@ import math
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Generator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -552,35 +552,112 @@ def run_s6(
     ``(tz_group_id, site_id)`` per arrival. Without it S6 re-reads S5's selection logs (only
     when the edge log is enabled). S5 must have completed first (shared trace file).
 
-    Concurrency: the shared trace is copied privately on its own thread while S6 validates
-    and renders (its publish then only appends and renames); the event file and the edge log
-    render on two workers beside the trace tail. Nothing is visible before the publish step.
-    The copy has a thread of its own because it grows with *all* arrivals (S5's rows), not
-    with S6's virtual ones: sharing a worker with the renders serialised the event file and
-    the edge log behind it at scale.
+    This is S6 on its own: S5's trace is already published, so S6 appends its rows by the
+    spec's staged copy of the whole file (s6 §7). The copy runs on its own thread while S6
+    validates and renders. A step that runs S5 and S6 together uses :func:`prepare_s6`
+    instead, and S5 publishes both parts of the trace with one write.
     """
     run_tokens = {"seed": str(seed), "parameter_hash": parameter_hash, "run_id": run_id}
     trace_path = home.path("rng_trace_log", run_tokens)
     copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s6-copy")
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s6")
     ahead = copier.submit(rng_logs.copy_trace_ahead, trace_path)
+    steps = _s6_steps(
+        home,
+        seed=seed,
+        manifest_fingerprint=manifest_fingerprint,
+        parameter_hash=parameter_hash,
+        run_id=run_id,
+        s5=s5,
+    )
     try:
-        return _run_s6(
+        tail, version = next(steps)
+        trace = rng_logs.publish_trace_s6(
             home,
-            seed=seed,
-            manifest_fingerprint=manifest_fingerprint,
-            parameter_hash=parameter_hash,
-            run_id=run_id,
-            s5=s5,
-            pool=pool,
-            ahead=ahead,
+            trace_path,
+            tail,
+            input_version=version,
+            # A failed copy only means the publish copies the trace itself.
+            ahead=ahead.result() if ahead.exception() is None else None,
         )
+        return _finish(steps, trace)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        steps.close()
         copier.shutdown(wait=True, cancel_futures=True)
         copy = ahead.result() if ahead.done() and ahead.exception() is None else None
         if copy is not None:
             copy.discard()
+
+
+@dataclass
+class S6Pending:
+    """S6 validated, picked and staged up to its publish (see :func:`prepare_s6`).
+
+    ``tail``: S6's trace rows (bytes) and ``input_version`` S6's, for
+    :func:`~segment2b.states.rng_logs.publish_trace_s5_s6`; ``prepare_s``: seconds spent so
+    far. :meth:`finish` publishes the rest with the trace's result; :meth:`abandon` drops the
+    staged files.
+    """
+
+    tail: bytes
+    input_version: str
+    prepare_s: float
+    steps: Generator[tuple[bytes, str], PublishResult | None, StateOutcome]
+
+    def finish(self, trace: PublishResult | None) -> StateOutcome:
+        return _finish(self.steps, trace)
+
+    def abandon(self) -> None:
+        self.steps.close()
+
+
+def prepare_s6(
+    home: StorageHome,
+    *,
+    seed: int,
+    manifest_fingerprint: str,
+    parameter_hash: str,
+    run_id: str,
+    s5: StateOutcome,
+) -> S6Pending:
+    """S6 up to its publish, from S5's in-memory routing, before S5 publishes its trace.
+
+    For a step that runs S5 and S6 together: S5 then publishes its trace rows and S6's tail
+    as one file (one write, no copy of S5's rows) and hands S6 the trace's result.
+    Every S6 check runs here, so an S6 failure stops the step before anything is published.
+    """
+    t0 = time.perf_counter()
+    steps = _s6_steps(
+        home,
+        seed=seed,
+        manifest_fingerprint=manifest_fingerprint,
+        parameter_hash=parameter_hash,
+        run_id=run_id,
+        s5=s5,
+    )
+    tail, version = next(steps)
+    return S6Pending(tail, version, time.perf_counter() - t0, steps)
+
+
+def _finish(
+    steps: Generator[tuple[bytes, str], PublishResult | None, StateOutcome],
+    trace: PublishResult | None,
+) -> StateOutcome:
+    try:
+        steps.send(trace)
+    except StopIteration as stop:
+        return stop.value
+    raise RuntimeError("S6 steps asked for a second trace publish")
+
+
+def _s6_steps(
+    home: StorageHome, **kwargs: Any
+) -> Generator[tuple[bytes, str], PublishResult | None, StateOutcome]:
+    """:func:`_run_s6` on a worker pool of its own, shut down however the steps end."""
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s6")
+    try:
+        return (yield from _run_s6(home, pool=pool, **kwargs))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_s6(
@@ -592,9 +669,13 @@ def _run_s6(
     run_id: str,
     s5: StateOutcome | None,
     pool: ThreadPoolExecutor,
-    ahead: Future[rng_logs.TraceCopy | None],
-) -> StateOutcome:
-    """:func:`run_s6` on the caller's worker pool (see there)."""
+) -> Generator[tuple[bytes, str], PublishResult | None, StateOutcome]:
+    """S6 as steps: everything up to the trace publish, then (once the caller has published
+    the trace and sent its result) the other publishes and the report.
+
+    Yields ``(trace tail, input version)`` once; the time the caller holds the steps there is
+    not S6's and is left out of S6's timings.
+    """
     t_start = time.perf_counter()
     ev = open_run_evidence(
         home,
@@ -790,18 +871,10 @@ def _run_s6(
                 key=str(ev_target),
             )
 
-        def publish_trace() -> PublishResult | None:
-            # Waits for the copy on the worker, so the other publishes need not wait for it.
-            return rng_logs.publish_trace_s6(
-                home,
-                home.path("rng_trace_log", run_tokens),
-                trace_tail,
-                input_version=ver,
-                # A failed copy only means the publish copies the trace itself.
-                ahead=ahead.result() if ahead.exception() is None else None,
-            )
-
-        jobs: list[Callable[[], PublishResult | None]] = [publish_trace]
+        t_yield = time.perf_counter()
+        trace_result = yield trace_tail, ver
+        paused = time.perf_counter() - t_yield
+        jobs: list[Callable[[], PublishResult | None]] = []
         if v:
             jobs.append(
                 partial(
@@ -831,7 +904,7 @@ def _run_s6(
                     digest=edge_digest,
                 )
             )
-        results = list(pool.map(lambda job: job(), jobs))
+        results = [trace_result, *pool.map(lambda job: job(), jobs)]
         published: list[PublishResult] = [r for r in results if r is not None]
         published.append(
             rng_logs.ensure_audit_row(
@@ -840,7 +913,7 @@ def _run_s6(
         )
     finally:
         shutil.rmtree(stage_root, ignore_errors=True)
-    t_end = time.perf_counter()
+    t_end = time.perf_counter() - paused  # the caller's time at the yield is not S6's
 
     elapsed = t_end - t_start
     d = picks.draws

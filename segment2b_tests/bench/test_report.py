@@ -59,7 +59,11 @@ def test_tables_align() -> None:
 
 def test_sweep_slopes_use_finished_scales_only() -> None:
     def point(m: int, s7: dict[str, Any]) -> dict[str, Any]:
-        return {"merchants": m, "states": {"S5": {"status": "ok", "elapsed_s": m / 100}, "S7": s7}}
+        return {
+            "merchants": m,
+            "arrivals": 300 * m,
+            "states": {"S5": {"status": "ok", "elapsed_s": m / 100}, "S7": s7},
+        }
 
     points = [
         point(100, {"status": "ok", "elapsed_s": 1.0}),
@@ -70,6 +74,34 @@ def test_sweep_slopes_use_finished_scales_only() -> None:
     assert got["S5"] == pytest.approx(1.0)
     assert got["S7"] == pytest.approx(2.0)
     assert got["S3"] is None
+
+
+def test_a_disk_capped_scale_measures_arrival_steps_against_arrivals() -> None:
+    # ×100 merchants but only ×25 arrivals: S5 time follows arrivals (slope 1 on arrivals,
+    # which a merchants axis would misread as 0.7); S3 follows merchants.
+    points = [
+        {
+            "merchants": m,
+            "arrivals": a,
+            "states": {k: {"status": "ok", "elapsed_s": t} for k, t in st},
+        }
+        for m, a, st in [
+            (1_000, 100_000, [("S5", 1.0), ("S3", 0.1)]),
+            (100_000, 2_500_000, [("S5", 25.0), ("S3", 10.0)]),
+        ]
+    ]
+    got = sweep.slopes(points)
+    assert got["S5"] == pytest.approx(1.0)
+    assert got["S3"] == pytest.approx(1.0)
+
+
+def test_arrivals_that_fit_caps_only_when_the_projection_overflows_the_disk() -> None:
+    assert sweep.arrivals_that_fit(4_000_000, 2_500.0, 100 * 10**9) == (4_000_000, None)
+    assert sweep.arrivals_that_fit(4_000_000, None, 10**6) == (4_000_000, None)
+    n, why = sweep.arrivals_that_fit(40_000_000, 2_500.0, 80 * 10**9)
+    assert n == 27_200_000  # 0.85 × 80 GB / 2,500 B, rounded down to 100,000
+    assert n * 2_500.0 <= sweep.DISK_MARGIN * 80 * 10**9
+    assert why is not None and "40,000,000 arrivals" in why and "27,200,000" in why
 
 
 def _jobs() -> list[dict[str, Any]]:
@@ -217,7 +249,7 @@ def test_salvaged_steps_keep_what_a_killed_child_finished() -> None:
         {"t": 70.0, "event": "done", "step": "world", "seed": 42, "elapsed_s": 60.0},
         {"t": 70.1, "event": "start", "step": "roster", "seed": 42},
     ]
-    child = ChildResult("memory_limit", 90.0, 2**34, {"progress": progress}, "killed")
+    child = ChildResult("memory_limit", 90.0, 2**34, result={"progress": progress}, error="killed")
     (row,) = lanes.salvaged_steps(child)
     assert (row["step"], row["elapsed_s"], row["start"]) == ("world", 60.0, 10.0)
     assert row["peak_rss_bytes"] is None
