@@ -75,6 +75,9 @@ class BenchContext:
         }
 
     def run(self, spec: Mapping[str, Any], name: str, **env: str) -> ChildResult:
+        # Start every measurement with no dirty pages queued for writeback: a unit that follows
+        # one which wrote gigabytes of logs would otherwise pay for the previous unit's flush.
+        os.sync()
         return run_child(
             spec,
             workdir=self.root / "logs",

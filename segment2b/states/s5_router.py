@@ -25,7 +25,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -313,7 +313,24 @@ def _same_bytes(lines: pl.Series, data: bytes) -> bool:
     return pos == expected.size
 
 
-def _parse_canonical(data: bytes) -> pl.DataFrame | None:
+PARSE_CHUNK_BYTES = 1 << 26
+"""Roster bytes parsed per chunk (whole lines, ~64 MiB): the parse's intermediates (line
+strings, cut fields, the canonical re-rendering) exist for one chunk at a time, so the peak is
+the roster's bytes plus its frame rather than several copies of the file."""
+
+
+def _line_chunks(data: bytes, size: int) -> Iterator[bytes]:
+    """Consecutive pieces of ``data`` of at least ``size`` bytes, each ending after a newline
+    (the last may be shorter); their concatenation is ``data``."""
+    pos, n = 0, len(data)
+    while pos < n:
+        end = data.find(b"\n", min(pos + size, n) - 1)
+        end = n if end < 0 else end + 1
+        yield data[pos:end]
+        pos = end
+
+
+def _parse_canonical(data: bytes, chunk_bytes: int = PARSE_CHUNK_BYTES) -> pl.DataFrame | None:
     """Fast path for rosters written as ``json.dumps(row, sort_keys=True)`` lines.
 
     Each line is cut at fixed offsets from its end (``utc_day``, ``utc_timestamp``) and at the
@@ -325,10 +342,30 @@ def _parse_canonical(data: bytes) -> pl.DataFrame | None:
     >= 1 and day/timestamp must match their (ASCII) patterns. Anything else returns None and
     the general NDJSON path decides, so valid JSON is never rejected here.
 
-    The frame equals the schema-driven NDJSON parse (``_CANONICAL_SCHEMA`` column order and
-    dtypes, optional columns absent from every row dropped).
+    Works through ``data`` in whole-line chunks of about ``chunk_bytes`` (see
+    :data:`PARSE_CHUNK_BYTES`); the frame does not depend on the chunking. It equals the
+    schema-driven NDJSON parse (``_CANONICAL_SCHEMA`` column order and dtypes, optional
+    columns absent from every row dropped).
     """
     if not data.endswith(b"\n") or data.startswith(b"\n"):
+        return None
+    decoded: dict[str, dict[str, Any] | None] = {}
+    parts: list[pl.DataFrame] = []
+    for chunk in _line_chunks(data, chunk_bytes):
+        part = _parse_canonical_chunk(chunk, decoded)
+        if part is None:
+            return None
+        parts.append(part)
+    out = pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
+    return out.drop([c for c in _OPTIONAL if out.get_column(c).null_count() == out.height])
+
+
+def _parse_canonical_chunk(
+    data: bytes, decoded_prefixes: dict[str, dict[str, Any] | None]
+) -> pl.DataFrame | None:
+    """:func:`_parse_canonical` of one whole-line chunk (every optional column kept);
+    ``decoded_prefixes`` caches prefix decodes across chunks."""
+    if data.startswith(b"\n"):
         return None
     try:
         lines = pl.read_csv(
@@ -365,7 +402,10 @@ def _parse_canonical(data: bytes) -> pl.DataFrame | None:
     if bad or not days.str.contains(_DATE_ASCII).all():
         return None
     prefixes = parts.get_column("prefix").unique().to_list()
-    decoded = [_prefix_fields(p) for p in prefixes]
+    for p in prefixes:
+        if p not in decoded_prefixes:
+            decoded_prefixes[p] = _prefix_fields(p)
+    decoded = [decoded_prefixes[p] for p in prefixes]
     if any(d is None for d in decoded):
         return None
     rendered = parts.select(
@@ -393,10 +433,9 @@ def _parse_canonical(data: bytes) -> pl.DataFrame | None:
         },
         schema={"prefix": pl.String, **{c: _CANONICAL_SCHEMA[c] for c in _OPTIONAL}},
     )
-    out = parts.join(table, on="prefix", how="left", maintain_order="left").select(
+    return parts.join(table, on="prefix", how="left", maintain_order="left").select(
         list(_CANONICAL_SCHEMA)
     )
-    return out.drop([c for c in _OPTIONAL if out.get_column(c).null_count() == out.height])
 
 
 def _finish_roster(df: pl.DataFrame, data: bytes, prefix: str) -> Roster:

@@ -1412,6 +1412,31 @@ def test_roster_fast_path_answers_like_the_general_path(
         assert fast[1:] == general[1:]
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 150, 1_000, 1 << 26])
+@pytest.mark.parametrize("variant", ["canonical", "no_optional", "blank_line_inside"])
+def test_roster_parse_in_chunks_equals_the_whole_file_parse(variant: str, chunk_bytes: int) -> None:
+    """Chunk boundaries (every line, mid-file, one chunk) change neither the frame nor what the
+    fast path declines; an optional column present only in a later chunk is kept."""
+    from segment2b.states import s5_router
+
+    rows = [f'{{"merchant_id": {m}, ' + OK + "}" for m in range(1, 8)]
+    if variant == "canonical":
+        rows.append('{"channel": "card_present", "mcc": 5411, "merchant_id": 3, ' + OK + "}")
+    lines = [r + "\n" for r in rows]
+    if variant == "blank_line_inside":
+        lines.insert(4, "\n")
+    data = "".join(lines).encode()
+    whole = s5_router._parse_canonical(data, chunk_bytes=len(data))
+    chunked = s5_router._parse_canonical(data, chunk_bytes=chunk_bytes)
+    if variant == "blank_line_inside":
+        assert whole is None and chunked is None
+        return
+    assert whole is not None and chunked is not None
+    assert chunked.schema == whole.schema and chunked.equals(whole)
+    assert ("channel" in chunked.columns) == (variant == "canonical")
+    assert b"".join(s5_router._line_chunks(data, chunk_bytes)) == data
+
+
 def test_hashed_writers_report_the_digests_of_what_they_wrote(tmp_path: Path) -> None:
     from segment2b.storage.digests import folder_digest
 
