@@ -2306,7 +2306,10 @@ def _v16(
     )
     draws_expected = 2 * selections + virtuals
     st.metrics["draws_expected"] = draws_expected
-    tf = trace.frame.with_row_index("_row")
+    # Only the columns reconciled below (the trace's strings are not copied per family).
+    tf = trace.frame.select(
+        "module", "substream_label", *_COUNTER_COLUMNS, *_TOTAL_COLUMNS
+    ).with_row_index("_row")
     observed = 0
     finals: list[dict[str, Any]] = []
     for name, events in families.items():
@@ -2528,6 +2531,28 @@ def _v15(
         ledger.passed("V-15")
 
 
+_COUNTER_COLUMNS = (
+    "rng_counter_before_hi",
+    "rng_counter_before_lo",
+    "rng_counter_after_hi",
+    "rng_counter_after_lo",
+)
+_TOTAL_COLUMNS = ("events_total", "draws_total", "blocks_total")
+
+
+def _slim_table(table: JsonlTable, columns: Sequence[str]) -> JsonlTable:
+    """``table`` with only the ``columns`` later validators read; files and offsets stay, so
+    rows are still located. Releases the other columns (at scale, most of S7's memory)."""
+    keep = [c for c in columns if c in table.frame.columns]
+    return JsonlTable(
+        table.frame.select(keep), table.files, table.offsets, table.constant & frozenset(keep)
+    )
+
+
+def _slim(table: JsonlTable | None, columns: Sequence[str]) -> JsonlTable | None:
+    return None if table is None else _slim_table(table, columns)
+
+
 def _router_block(inputs: S7Inputs, ledger: AuditLedger, st: _State, reader: _LogReader) -> None:
     logs = inputs.router
     if logs is None or not logs.present:
@@ -2561,6 +2586,11 @@ def _router_block(inputs: S7Inputs, ledger: AuditLedger, st: _State, reader: _Lo
         ledger.passed("V-14", {"virtual_total": virtuals})
     else:
         ledger.passed("V-14", {"note": NOTE_S6_ABSENT})
+    # V-16 reconciles the trace with the events' counters and V-15 reads a few selection and
+    # edge columns: keep only those from here on.
+    families = {k: _slim_table(t, _COUNTER_COLUMNS) for k, t in families.items()}
+    sel = _slim(sel, ("merchant_id", "site_id", "tz_group_id"))
+    edge = _slim(edge, ("edge_id", "ip_country", "edge_lat", "edge_lon"))
     st.samples["logs"] = {
         "runs": [
             {
