@@ -847,6 +847,34 @@ def _last_line(path: Path) -> bytes:
             back = min(size, back * 4)
 
 
+def _s5_overwrite(target: Path, digest: str) -> SegmentError:
+    return SegmentError(
+        "2B-S5-080",
+        "IMMUTABLE_OVERWRITE: existing trace does not start with this run's S5 rows",
+        dataset="rng_trace_log",
+        key=str(target),
+        context={"digest_now": digest},
+    )
+
+
+def _s6_reemit(target: Path) -> SegmentError:
+    return SegmentError(
+        "2B-S6-081",
+        "NON_IDEMPOTENT_REEMIT: the trace already holds a different S6 append",
+        dataset="rng_trace_log",
+        key=str(target),
+    )
+
+
+def _s6_replay_mismatch(target: Path) -> SegmentError:
+    return SegmentError(
+        "2B-S6-095",
+        "REPLAY_MISMATCH: no virtual arrivals now, but the trace holds S6 rows",
+        dataset="rng_trace_log",
+        key=str(target),
+    )
+
+
 def publish_trace_s5(
     home: StorageHome,
     target: Path,
@@ -879,13 +907,7 @@ def publish_trace_s5(
             return PublishResult(target, size, digest, "idempotent")
         prev = _read_version(home, target, "s5")
         if prev is None or prev == input_version:
-            raise SegmentError(
-                "2B-S5-080",
-                "IMMUTABLE_OVERWRITE: existing trace does not start with this run's S5 rows",
-                dataset="rng_trace_log",
-                key=str(target),
-                context={"digest_now": digest},
-            )
+            raise _s5_overwrite(target, digest)
         outcome = "replaced"
 
     def move(dst: Path) -> None:
@@ -945,20 +967,10 @@ def publish_trace_s5_s6(
                 )
         if total > size and tail_module in _last_line(target):
             if not tail:
-                raise SegmentError(
-                    "2B-S6-095",
-                    "REPLAY_MISMATCH: no virtual arrivals now, but the trace holds S6 rows",
-                    dataset="rng_trace_log",
-                    key=str(target),
-                )
+                raise _s6_replay_mismatch(target)
             prev = _read_version(home, target, "s6")
             if prev is None or prev == tail_version:
-                raise SegmentError(
-                    "2B-S6-081",
-                    "NON_IDEMPOTENT_REEMIT: the trace already holds a different S6 append",
-                    dataset="rng_trace_log",
-                    key=str(target),
-                )
+                raise _s6_reemit(target)
             existing = target.read_bytes()  # rare: an S6 tail is being replaced
             pos = existing.find(tail_module, size)
             keep = (size, existing.rfind(b"\n", 0, pos) + 1)
@@ -968,13 +980,7 @@ def publish_trace_s5_s6(
     elif exists:
         prev = _read_version(home, target, "s5")
         if prev is None or prev == input_version:
-            raise SegmentError(
-                "2B-S5-080",
-                "IMMUTABLE_OVERWRITE: existing trace does not start with this run's S5 rows",
-                dataset="rng_trace_log",
-                key=str(target),
-                context={"digest_now": digest},
-            )
+            raise _s5_overwrite(target, digest)
         s5_outcome = "replaced"  # an old S6 tail goes with the old S5 rows
 
     def move(dst: Path) -> None:
@@ -1063,12 +1069,7 @@ def publish_trace_s6(
     tail_module = b'"module": "2B.virtual_edge"'
     if not tail:
         if target.is_file() and tail_module in _last_line(target):
-            raise SegmentError(
-                "2B-S6-095",
-                "REPLAY_MISMATCH: no virtual arrivals now, but the trace holds S6 rows",
-                dataset="rng_trace_log",
-                key=str(target),
-            )
+            raise _s6_replay_mismatch(target)
         return None
     digest = hashlib.sha256(tail).hexdigest()
     if not target.exists():
@@ -1087,12 +1088,7 @@ def publish_trace_s6(
     if tail_module in _last_line(target):
         prev = _read_version(home, target, "s6")
         if prev is None or prev == input_version:
-            raise SegmentError(
-                "2B-S6-081",
-                "NON_IDEMPOTENT_REEMIT: the trace already holds a different S6 append",
-                dataset="rng_trace_log",
-                key=str(target),
-            )
+            raise _s6_reemit(target)
         existing = target.read_bytes()
         pos = existing.find(tail_module)
         keep = existing.rfind(b"\n", 0, pos) + 1
