@@ -1201,6 +1201,12 @@ class _LogReader:
         self._jobs[key] = fut
         return fut
 
+    def has(
+        self, files: Sequence[LogFile], rules: RowRules, *, validator: str, dataset: str
+    ) -> bool:
+        """Whether ``files`` were queued for read-ahead (and not yet handed over)."""
+        return self._key(files, rules.schema_ref, validator, dataset) in self._jobs
+
     def __call__(
         self, files: Sequence[LogFile], rules: RowRules, *, validator: str, dataset: str
     ) -> JsonlTable:
@@ -1268,6 +1274,32 @@ def _predict_trace(
     return _predicted_table(files, rules, lambda maps: _trace_candidate(sel, edg, maps, rules))
 
 
+TRACE_READ_AHEAD_BYTES = 2 << 30
+"""Router logs (bytes on disk) up to which the trace is predicted ahead, beside the event
+tables. The default world's ~1 GB per seed is well inside; a ×10 world is not, and there the
+trace waits for V-16, after the event tables have been cut to the columns still needed."""
+
+
+def _trace_read_ahead(logs: RouterLogs) -> bool:
+    files = [*logs.selection, *logs.edge, *(f for fs in logs.events.values() for f in fs)]
+    if logs.trace is not None:
+        files.append(logs.trace)
+    return _total_size(files) <= TRACE_READ_AHEAD_BYTES
+
+
+def _trace_now(
+    trace: LogFile, selection: JsonlTable | None, edge: JsonlTable | None
+) -> JsonlTable | None:
+    """The trace predicted (and proved) from the selection and edge logs on the spot."""
+    rules = row_rules(_TRACE_ROW)
+    try:
+        return _predicted_table(
+            [trace], rules, lambda maps: _trace_candidate(selection, edge, maps, rules)
+        )
+    except Exception:  # a prediction is optional: reading the file decides
+        return None
+
+
 def _prefetch_router_logs(
     reader: _LogReader, logs: RouterLogs | None, s4: pl.LazyFrame | None
 ) -> None:
@@ -1287,8 +1319,10 @@ def _prefetch_router_logs(
         else None
     )
     # The trace needs only the two router logs: queue it before the event families so the
-    # largest prediction is not the last job of a worker.
-    if logs.trace is not None:
+    # largest prediction is not the last job of a worker. Above the read-ahead budget it is
+    # predicted where V-16 needs it instead, from the slimmed selection and edge tables, so
+    # it is never resident beside the full event tables (S7's peak at scale).
+    if logs.trace is not None and _trace_read_ahead(logs):
         reader.prefetch(
             [logs.trace],
             _TRACE_ROW,
@@ -2284,8 +2318,12 @@ def _v16(
     virtuals: int,
     st: _State,
     reader: _LogReader,
+    predict_from: tuple[JsonlTable | None, JsonlTable | None] = (None, None),
 ) -> None:
-    """Trace per-family totals and final rows, Σ draws, audit presence and identity."""
+    """Trace per-family totals and final rows, Σ draws, audit presence and identity.
+
+    ``predict_from``: the selection and edge tables, to predict the trace here when it was not
+    read ahead (see :data:`TRACE_READ_AHEAD_BYTES`)."""
     for ds, lf in ((TRACE_ID, logs.trace), (AUDIT_ID, logs.audit)):
         if lf is None:
             raise AuditError(
@@ -2296,7 +2334,13 @@ def _v16(
             )
     assert logs.trace is not None and logs.audit is not None
     rules = row_rules(_TRACE_ROW)
-    trace = reader([logs.trace], rules, validator="V-16", dataset=TRACE_ID)
+    trace = None
+    if not reader.has([logs.trace], rules, validator="V-16", dataset=TRACE_ID) and any(
+        t is not None for t in predict_from
+    ):
+        trace = _trace_now(logs.trace, *predict_from)
+    if trace is None:
+        trace = reader([logs.trace], rules, validator="V-16", dataset=TRACE_ID)
     _scan_rows(
         trace,
         rules,
@@ -2538,6 +2582,7 @@ _COUNTER_COLUMNS = (
     "rng_counter_after_lo",
 )
 _TOTAL_COLUMNS = ("events_total", "draws_total", "blocks_total")
+_SELECTION_COUNTERS = ("ctr_group_hi", "ctr_group_lo", "ctr_site_hi", "ctr_site_lo")
 
 
 def _slim_table(table: JsonlTable, columns: Sequence[str]) -> JsonlTable:
@@ -2589,8 +2634,20 @@ def _router_block(inputs: S7Inputs, ledger: AuditLedger, st: _State, reader: _Lo
     # V-16 reconciles the trace with the events' counters and V-15 reads a few selection and
     # edge columns: keep only those from here on.
     families = {k: _slim_table(t, _COUNTER_COLUMNS) for k, t in families.items()}
-    sel = _slim(sel, ("merchant_id", "site_id", "tz_group_id"))
-    edge = _slim(edge, ("edge_id", "ip_country", "edge_lat", "edge_lon"))
+    # (plus the counters and is_virtual the trace prediction reads, when V-16 makes it).
+    sel = _slim(sel, ("merchant_id", "site_id", "tz_group_id", *_SELECTION_COUNTERS))
+    edge = _slim(
+        edge,
+        (
+            "edge_id",
+            "ip_country",
+            "edge_lat",
+            "edge_lon",
+            "is_virtual",
+            "ctr_edge_hi",
+            "ctr_edge_lo",
+        ),
+    )
     st.samples["logs"] = {
         "runs": [
             {
@@ -2600,7 +2657,16 @@ def _router_block(inputs: S7Inputs, ledger: AuditLedger, st: _State, reader: _Lo
             }
         ]
     }
-    _v16(inputs, logs, families, selections=selections, virtuals=virtuals, st=st, reader=reader)
+    _v16(
+        inputs,
+        logs,
+        families,
+        selections=selections,
+        virtuals=virtuals,
+        st=st,
+        reader=reader,
+        predict_from=(sel, edge),
+    )
     ledger.passed(
         "V-16",
         {

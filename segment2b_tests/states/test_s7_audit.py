@@ -765,11 +765,38 @@ def test_synthetic_rows_follow_their_schemas(through_s4: TinyRun) -> None:
     assert "merchant_id" in {f.name for f in row_rules(cdn).fields}
 
 
-def test_run_s7_reconciles_router_logs(through_s4: TinyRun) -> None:
+@pytest.fixture(params=["read_ahead", "at_v16"])
+def trace_timing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways S7 gets the trace: predicted ahead beside the event tables (small runs) or
+    predicted at V-16 from the slimmed selection and edge tables (above the read-ahead
+    budget). Checks, codes and reports must not depend on which."""
+    from segment2b.states import s7_audit
+
+    if request.param == "at_v16":
+        monkeypatch.setattr(s7_audit, "TRACE_READ_AHEAD_BYTES", 0)
+    return str(request.param)
+
+
+def test_run_s7_reconciles_router_logs(
+    through_s4: TinyRun, trace_timing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from segment2b.states import s7_audit
+
+    predicted: list[bool] = []
+    real = s7_audit._trace_now
+
+    def spy(*args: Any) -> Any:
+        table = real(*args)
+        predicted.append(table is not None)
+        return table
+
+    monkeypatch.setattr(s7_audit, "_trace_now", spy)
     run = through_s4
     logs = router_logs(run)
     write_logs(run, logs)
     out = run_s7(run.home, **_kw(run))
+    # At V-16 the trace is predicted from the slimmed tables (not parsed); read ahead, not there.
+    assert predicted == ([True] if trace_timing == "at_v16" else [])
     checks = {c["id"]: c for c in out.report["checks"]}
     assert all(c["status"] == "PASS" for c in checks.values())
     assert checks["V-12"].get("context") is None
@@ -863,7 +890,7 @@ def _trace_total(family: str, **values: Any) -> Callable[[Logs], None]:
     ],
 )
 def test_router_log_faults(
-    through_s4: TinyRun, edit: Callable[[Logs], Any], vid: str, code: str
+    through_s4: TinyRun, edit: Callable[[Logs], Any], vid: str, code: str, trace_timing: str
 ) -> None:
     run = through_s4
     logs = copy.deepcopy(router_logs(run))
