@@ -179,6 +179,11 @@ def findings(doc: Mapping[str, Any]) -> list[str]:
                     f"sweep {point['merchants']:,} merchants: S1 published "
                     f"{s1['published_rows']:,} of its {s1['rows']:,} rows"
                 )
+            if point.get("arrivals_capped_by_disk"):
+                out.append(
+                    f"sweep {point['merchants']:,} merchants: roster capped by the disk, "
+                    f"{point['arrivals_capped_by_disk']}"
+                )
             if point.get("band_drift"):
                 out.append(
                     f"sweep {point['merchants']:,} merchants: world published despite band "

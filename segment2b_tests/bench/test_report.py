@@ -253,3 +253,15 @@ def test_salvaged_steps_keep_what_a_killed_child_finished() -> None:
     (row,) = lanes.salvaged_steps(child)
     assert (row["step"], row["elapsed_s"], row["start"]) == ("world", 60.0, 10.0)
     assert row["peak_rss_bytes"] is None
+
+
+def test_a_disk_capped_scale_is_named_in_the_findings() -> None:
+    from segment2b.bench.main import findings
+
+    doc = _doc()
+    doc["sweep"]["scales"][1]["arrivals_capped_by_disk"] = "needs about 109 GB: ran with 26,300,000"
+    doc["sweep"]["scales"][1]["failures"] = []
+    lines = [x for x in findings(doc) if "capped by the disk" in x]
+    assert lines == [
+        "sweep 12,380 merchants: roster capped by the disk, needs about 109 GB: ran with 26,300,000"
+    ]
