@@ -77,6 +77,50 @@ def _conflict(
     )
 
 
+def _against_target(
+    home: StorageHome,
+    target: Path,
+    digest: str,
+    *,
+    prefix: str,
+    dataset_id: str,
+    input_version: str | None,
+    immutable: bool,
+    digest_of: Callable[[Path], str] = sha256_file,
+) -> Outcome:
+    """What an existing target means for a payload of ``digest`` (``digest_of`` the target:
+    SHA-256 of a file, H2 of a folder): ``idempotent`` (same bytes), ``replaced`` (different,
+    allowed by :func:`_conflict`, which otherwise raises 080) or ``published`` (no target)."""
+    if not target.exists():
+        return "published"
+    prev = digest_of(target)
+    if prev == digest:
+        return "idempotent"
+    _conflict(
+        home,
+        target,
+        prefix=prefix,
+        dataset_id=dataset_id,
+        input_version=input_version,
+        immutable=immutable,
+        digest_prev=prev,
+        digest_now=digest,
+    )
+    return "replaced"
+
+
+def _publish_failed(
+    prefix: str, dataset_id: str, target: Path, stage: Path, exc: OSError
+) -> SegmentError:
+    return SegmentError(
+        f"{prefix}-082",
+        f"ATOMIC_PUBLISH_FAILED: {exc}",
+        dataset=dataset_id,
+        key=str(target),
+        context={"staging_path": str(stage), "final_path": str(target)},
+    )
+
+
 def publish_file(
     home: StorageHome,
     target: Path,
@@ -89,40 +133,27 @@ def publish_file(
 ) -> PublishResult:
     """Publish one file via a sibling ``_tmp.<uuid>/`` folder and ``os.replace``."""
     digest = sha256_bytes(data)
-    outcome: Outcome = "published"
-    if target.exists():
-        prev = sha256_file(target)
-        if prev == digest:
-            _record_version(home, target, input_version)
-            return PublishResult(target, len(data), digest, "idempotent")
-        _conflict(
-            home,
-            target,
-            prefix=prefix,
-            dataset_id=dataset_id,
-            input_version=input_version,
-            immutable=immutable,
-            digest_prev=prev,
-            digest_now=digest,
-        )
-        outcome = "replaced"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = target.parent / f"_tmp.{uuid.uuid4().hex}"
-    try:
-        stage.mkdir()
-        staged = stage / target.name
-        staged.write_bytes(data)
-        os.replace(staged, target)
-    except OSError as exc:
-        raise SegmentError(
-            f"{prefix}-082",
-            f"ATOMIC_PUBLISH_FAILED: {exc}",
-            dataset=dataset_id,
-            key=str(target),
-            context={"staging_path": str(stage), "final_path": str(target)},
-        ) from exc
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    outcome = _against_target(
+        home,
+        target,
+        digest,
+        prefix=prefix,
+        dataset_id=dataset_id,
+        input_version=input_version,
+        immutable=immutable,
+    )
+    if outcome != "idempotent":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stage = target.parent / f"_tmp.{uuid.uuid4().hex}"
+        try:
+            stage.mkdir()
+            staged = stage / target.name
+            staged.write_bytes(data)
+            os.replace(staged, target)
+        except OSError as exc:
+            raise _publish_failed(prefix, dataset_id, target, stage, exc) from exc
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     _record_version(home, target, input_version)
     return PublishResult(target, len(data), digest, outcome)
 
@@ -175,42 +206,23 @@ def publish_stream(
                 sink = HashingWriter(fh)
                 write(sink)
         except OSError as exc:
-            raise SegmentError(
-                f"{prefix}-082",
-                f"ATOMIC_PUBLISH_FAILED: {exc}",
-                dataset=dataset_id,
-                key=str(target),
-                context={"staging_path": str(stage), "final_path": str(target)},
-            ) from exc
+            raise _publish_failed(prefix, dataset_id, target, stage, exc) from exc
         digest, size = sink.hexdigest(), sink.bytes
         version = input_version(digest) if callable(input_version) else input_version
-        outcome: Outcome = "published"
-        if target.exists():
-            prev = sha256_file(target)
-            if prev == digest:
-                _record_version(home, target, version)
-                return PublishResult(target, size, digest, "idempotent")
-            _conflict(
-                home,
-                target,
-                prefix=prefix,
-                dataset_id=dataset_id,
-                input_version=version,
-                immutable=immutable,
-                digest_prev=prev,
-                digest_now=digest,
-            )
-            outcome = "replaced"
-        try:
-            os.replace(staged, target)
-        except OSError as exc:
-            raise SegmentError(
-                f"{prefix}-082",
-                f"ATOMIC_PUBLISH_FAILED: {exc}",
-                dataset=dataset_id,
-                key=str(target),
-                context={"staging_path": str(stage), "final_path": str(target)},
-            ) from exc
+        outcome = _against_target(
+            home,
+            target,
+            digest,
+            prefix=prefix,
+            dataset_id=dataset_id,
+            input_version=version,
+            immutable=immutable,
+        )
+        if outcome != "idempotent":
+            try:
+                os.replace(staged, target)
+            except OSError as exc:
+                raise _publish_failed(prefix, dataset_id, target, stage, exc) from exc
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     _record_version(home, target, version)
@@ -242,37 +254,28 @@ def publish_folder(
         if digest is None:
             digest = folder_digest(stage)
         size = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
-        outcome: Outcome = "published"
-        if target.exists():
-            prev = folder_digest(target)
-            if prev == digest:
-                _record_version(home, target, input_version)
-                return PublishResult(target, size, digest, "idempotent")
-            _conflict(
-                home,
-                target,
-                prefix=prefix,
-                dataset_id=dataset_id,
-                input_version=input_version,
-                immutable=immutable,
-                digest_prev=prev,
-                digest_now=digest,
-            )
+        outcome = _against_target(
+            home,
+            target,
+            digest,
+            prefix=prefix,
+            dataset_id=dataset_id,
+            input_version=input_version,
+            immutable=immutable,
+            digest_of=folder_digest,
+        )
+        if outcome == "idempotent":
+            _record_version(home, target, input_version)
+            return PublishResult(target, size, digest, outcome)
+        if outcome == "replaced":
             retired = home.tmp / f"retired_{state}_{uuid.uuid4().hex}"
             os.rename(target, retired)
             shutil.rmtree(retired, ignore_errors=True)
-            outcome = "replaced"
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(stage, target)
         except OSError as exc:
-            raise SegmentError(
-                f"{prefix}-082",
-                f"ATOMIC_PUBLISH_FAILED: {exc}",
-                dataset=dataset_id,
-                key=str(target),
-                context={"staging_path": str(stage), "final_path": str(target)},
-            ) from exc
+            raise _publish_failed(prefix, dataset_id, target, stage, exc) from exc
         _record_version(home, target, input_version)
         return PublishResult(target, size, digest, outcome)
     finally:
