@@ -1270,8 +1270,17 @@ def _predict_trace(
 ) -> JsonlTable | None:
     sel = selection.result() if selection is not None else None
     edg = edge.result() if edge is not None else None
+    return _trace_from(files, sel, edg)
+
+
+def _trace_from(
+    files: Sequence[LogFile], selection: JsonlTable | None, edge: JsonlTable | None
+) -> JsonlTable | None:
+    """The trace predicted from the selection and edge logs and proved against ``files``."""
     rules = row_rules(_TRACE_ROW)
-    return _predicted_table(files, rules, lambda maps: _trace_candidate(sel, edg, maps, rules))
+    return _predicted_table(
+        files, rules, lambda maps: _trace_candidate(selection, edge, maps, rules)
+    )
 
 
 TRACE_READ_AHEAD_BYTES = 2 << 30
@@ -1290,12 +1299,9 @@ def _trace_read_ahead(logs: RouterLogs) -> bool:
 def _trace_now(
     trace: LogFile, selection: JsonlTable | None, edge: JsonlTable | None
 ) -> JsonlTable | None:
-    """The trace predicted (and proved) from the selection and edge logs on the spot."""
-    rules = row_rules(_TRACE_ROW)
+    """:func:`_trace_from` on the spot (V-16), where a failed prediction just means a read."""
     try:
-        return _predicted_table(
-            [trace], rules, lambda maps: _trace_candidate(selection, edge, maps, rules)
-        )
+        return _trace_from([trace], selection, edge)
     except Exception:  # a prediction is optional: reading the file decides
         return None
 
