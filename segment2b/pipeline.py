@@ -11,7 +11,7 @@ Grain: ``WorldStep`` one seed's world; ``GateStep`` one manifest; ``RosterStep``
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,20 +156,21 @@ def publish_roster(
     """
     plan = plan_run(config, panel, pack, seed)
     arrivals = pl.scan_parquet(home.path("world_arrivals", plan.plan_tokens()))
-    total = int(arrivals.select(pl.len()).collect().item())
-    tally: dict[str, Any] = {"virtual": 0, "first_day": None, "last_day": None}
-
-    def chunks() -> Iterator[bytes]:
-        for offset in range(0, total, ROSTER_CHUNK_ROWS):
-            chunk = arrivals.slice(offset, ROSTER_CHUNK_ROWS).collect()
-            tally["virtual"] += int(chunk["is_virtual"].sum())
-            lo, hi = chunk["utc_day"].min(), chunk["utc_day"].max()
-            if tally["first_day"] is None or lo < tally["first_day"]:
-                tally["first_day"] = lo
-            if tally["last_day"] is None or hi > tally["last_day"]:
-                tally["last_day"] = hi
-            yield roster_chunk_bytes(chunk)
-
+    figures = (
+        arrivals.select(
+            total=pl.len(),
+            virtual=pl.col("is_virtual").sum(),
+            first_day=pl.col("utc_day").min(),
+            last_day=pl.col("utc_day").max(),
+        )
+        .collect()
+        .row(0, named=True)
+    )
+    total = int(figures["total"])
+    chunks = (
+        roster_chunk_bytes(arrivals.slice(offset, ROSTER_CHUNK_ROWS).collect())
+        for offset in range(0, total, ROSTER_CHUNK_ROWS)
+    )
     write_run_receipt(
         home,
         run_id=plan.run_id,
@@ -178,14 +179,14 @@ def publish_roster(
         manifest_fingerprint=plan.manifest_fingerprint,
         created_utc=plan.created_utc,
     )
-    res = write_roster_chunks(home, plan.tokens(), chunks())
+    res = write_roster_chunks(home, plan.tokens(), chunks)
     meta = {
         "run_id": plan.run_id,
         "parameter_hash": plan.parameter_hash,
         "arrivals": total,
-        "virtual_arrivals": tally["virtual"],
-        "first_day": tally["first_day"],
-        "last_day": tally["last_day"],
+        "virtual_arrivals": int(figures["virtual"]),
+        "first_day": figures["first_day"],
+        "last_day": figures["last_day"],
         "bytes": res.bytes,
         "path": str(res.path),
     }

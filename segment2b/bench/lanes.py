@@ -29,6 +29,7 @@ from segment2b.bench.report import per_second
 from segment2b.certification.evidence import LANE_BUDGETS_S, STATE_BUDGETS, runtime_report
 from segment2b.partitions import REQUIRED_SEEDS
 from segment2b.policy.store import default_pack, policy_self_digest
+from segment2b.storage.digests import tree_bytes
 
 PROFILE_SEED = REQUIRED_SEEDS[0]
 WITNESS_SEEDS: tuple[int, ...] = REQUIRED_SEEDS[:2]
@@ -200,17 +201,12 @@ def run_profile(
             )
     return {
         "home": home,
-        "home_bytes": tree_bytes(home),
+        "home_bytes": tree_bytes(home),  # what the measured home holds on disk
         "units": units,
         "rows": rows,
         "failures": failures,
         "band_drift": drift,
     }
-
-
-def tree_bytes(root: Path) -> int:
-    """Bytes of every file under ``root`` (what a measured home holds on disk)."""
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
 def salvaged_steps(child: ChildResult) -> list[dict[str, Any]]:

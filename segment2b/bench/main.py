@@ -246,19 +246,19 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     doc["failures"] += profile["failures"]
     save()
 
-    if getattr(args, "sweep_only", False):
+    if args.sweep_only:
         ctx.discard(profile["home"])
     else:
         _run_lanes(ctx, doc, profile, policies, save)
 
-    if args.sweep or getattr(args, "sweep_only", False):
+    if args.sweep or args.sweep_only:
         log.info("bench: scale sweep")
 
         def on_point(sweep: dict[str, Any]) -> None:
             doc["sweep"] = sweep
             save()
 
-        factors = tuple(int(f) for f in str(getattr(args, "sweep_factors", "1,10,100")).split(","))
+        factors = tuple(int(f) for f in args.sweep_factors.split(","))
         doc["sweep"] = run_sweep(ctx, knobs, profile, factors=factors, on_point=on_point)
     save()
     ctx.finish()

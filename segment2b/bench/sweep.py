@@ -153,13 +153,14 @@ def run_sweep(
         }
 
     def per_arrival() -> float | None:
-        sized = [p for p in points if p.get("home_bytes") and p["arrivals"]]
-        if first is not None and first.get("home_bytes") and not sized:
-            return float(first["home_bytes"]) / a0
+        """Disk bytes per arrival of the largest home measured so far (``first`` included)."""
+        sized = [(p["home_bytes"], p["arrivals"]) for p in points if p.get("home_bytes")]
+        if first is not None and first.get("home_bytes"):
+            sized.append((first["home_bytes"], a0))
         if not sized:
             return None
-        top = max(sized, key=lambda p: p["arrivals"])
-        return float(top["home_bytes"]) / top["arrivals"]
+        size, arrivals = max(sized, key=lambda s: s[1])
+        return float(size) / arrivals
 
     for factor in factors:
         merchants, capped = m0 * factor, None

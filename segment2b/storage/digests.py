@@ -53,6 +53,11 @@ def folder_files(root: Path) -> list[str]:
     return sorted(out)
 
 
+def tree_bytes(root: Path) -> int:
+    """Bytes of every file under ``root``."""
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
 def folder_digest(root: Path) -> str:
     """H2: concatenated raw bytes of every file, sorted by relative path; names not hashed."""
     h = hashlib.sha256()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from segment2b.errors import SegmentError
-from segment2b.storage.digests import folder_digest, sha256_bytes, sha256_file
+from segment2b.storage.digests import folder_digest, sha256_bytes, sha256_file, tree_bytes
 from segment2b.storage.home import StorageHome
 
 Outcome = Literal["published", "idempotent", "replaced"]
@@ -253,7 +253,7 @@ def publish_folder(
         write(stage)
         if digest is None:
             digest = folder_digest(stage)
-        size = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
+        size = tree_bytes(stage)
         outcome = _against_target(
             home,
             target,

@@ -335,7 +335,7 @@ def write_roster_chunks(
     home: StorageHome, tokens: Mapping[str, str], chunks: Iterable[bytes]
 ) -> PublishResult:
     """Publish the arrival roster from its JSONL bytes in chunks (streamed to the stage, hashed
-    as written). The input version is the content digest, as for :func:`write_roster`."""
+    as written); its input version is its content digest."""
 
     def write(sink: HashingWriter) -> None:
         for chunk in chunks:
@@ -353,14 +353,7 @@ def write_roster_chunks(
 
 def write_roster(home: StorageHome, tokens: Mapping[str, str], data: bytes) -> PublishResult:
     """Publish the arrival roster at its run-scoped path (written once, before S0)."""
-    return publish_file(
-        home,
-        home.path("s5_arrival_roster", tokens),
-        data,
-        prefix=PREFIX,
-        dataset_id="s5_arrival_roster",
-        input_version=sha256_bytes(data),
-    )
+    return write_roster_chunks(home, tokens, (data,))
 
 
 def write_run_receipt(
