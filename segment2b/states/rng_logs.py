@@ -847,6 +847,20 @@ def _last_line(path: Path) -> bytes:
             back = min(size, back * 4)
 
 
+_S6_ROW_MARK = b'"module": "2B.virtual_edge"'
+"""Bytes every S6 trace row holds (S6 §3.2): how a trace's tail is recognised as S6's."""
+
+
+def _ends_with(path: Path, data: bytes) -> bool:
+    """Whether the file at ``path`` ends with exactly ``data`` (reads only that many bytes)."""
+    size = path.stat().st_size
+    if size < len(data):
+        return False
+    with path.open("rb") as fh:
+        fh.seek(size - len(data))
+        return fh.read() == data
+
+
 def _s5_overwrite(target: Path, digest: str) -> SegmentError:
     return SegmentError(
         "2B-S5-080",
@@ -939,7 +953,6 @@ def publish_trace_s5_s6(
     Returns S5's result (its rows) and S6's (its tail; None when there is no tail).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tail_module = b'"module": "2B.virtual_edge"'
     tail_digest = hashlib.sha256(tail).hexdigest()
     size = staged.stat().st_size
     exists = target.exists()
@@ -952,27 +965,27 @@ def publish_trace_s5_s6(
     if exists and prefix_ok:
         s5_outcome = "idempotent"
         total = target.stat().st_size
-        # S6's rules on "target after S5": tail already there -> nothing to write.
-        if total - size >= len(tail):
-            with target.open("rb") as fh:
-                fh.seek(total - len(tail))
-                already = fh.read() == tail and (bool(tail) or total == size)
-            if already or (not tail and tail_module not in _last_line(target)):
-                _write_version(home, target, "s5", input_version)
-                if tail:
-                    _write_version(home, target, "s6", tail_version)
-                return (
-                    PublishResult(target, size, digest, "idempotent"),
-                    PublishResult(target, len(tail), tail_digest, "idempotent") if tail else None,
-                )
-        if total > size and tail_module in _last_line(target):
+        # S6's rules on "target after S5": its tail (or, with no tail, no S6 rows) already
+        # there -> nothing to write.
+        s6_rows_last = _S6_ROW_MARK in _last_line(target)
+        if (tail and total - size >= len(tail) and _ends_with(target, tail)) or (
+            not tail and not s6_rows_last
+        ):
+            _write_version(home, target, "s5", input_version)
+            if tail:
+                _write_version(home, target, "s6", tail_version)
+            return (
+                PublishResult(target, size, digest, "idempotent"),
+                PublishResult(target, len(tail), tail_digest, "idempotent") if tail else None,
+            )
+        if total > size and s6_rows_last:
             if not tail:
                 raise _s6_replay_mismatch(target)
             prev = _read_version(home, target, "s6")
             if prev is None or prev == tail_version:
                 raise _s6_reemit(target)
             existing = target.read_bytes()  # rare: an S6 tail is being replaced
-            pos = existing.find(tail_module, size)
+            pos = existing.find(_S6_ROW_MARK, size)
             keep = (size, existing.rfind(b"\n", 0, pos) + 1)
             s6_outcome = "replaced"
         else:
@@ -1066,9 +1079,8 @@ def publish_trace_s6(
     trace is still the file it was made from (the caller discards it afterwards).
     The returned digest and size are those of S6's tail (S6's contribution to the shared file).
     """
-    tail_module = b'"module": "2B.virtual_edge"'
     if not tail:
-        if target.is_file() and tail_module in _last_line(target):
+        if target.is_file() and _S6_ROW_MARK in _last_line(target):
             raise _s6_replay_mismatch(target)
         return None
     digest = hashlib.sha256(tail).hexdigest()
@@ -1076,21 +1088,18 @@ def publish_trace_s6(
         _stage_replace(target, tail, "2B-S6-082", "rng_trace_log")
         _write_version(home, target, "s6", input_version)
         return PublishResult(target, len(tail), digest, "published")
+    if _ends_with(target, tail):
+        _write_version(home, target, "s6", input_version)
+        return PublishResult(target, len(tail), digest, "idempotent")
     size = target.stat().st_size
-    if size >= len(tail):
-        with target.open("rb") as fh:
-            fh.seek(size - len(tail))
-            if fh.read() == tail:
-                _write_version(home, target, "s6", input_version)
-                return PublishResult(target, len(tail), digest, "idempotent")
     outcome: Literal["published", "replaced"] = "published"
     keep = size
-    if tail_module in _last_line(target):
+    if _S6_ROW_MARK in _last_line(target):
         prev = _read_version(home, target, "s6")
         if prev is None or prev == input_version:
             raise _s6_reemit(target)
         existing = target.read_bytes()
-        pos = existing.find(tail_module)
+        pos = existing.find(_S6_ROW_MARK)
         keep = existing.rfind(b"\n", 0, pos) + 1
         outcome = "replaced"
 

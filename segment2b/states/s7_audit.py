@@ -2324,7 +2324,7 @@ def _v16(
     virtuals: int,
     st: _State,
     reader: _LogReader,
-    predict_from: tuple[JsonlTable | None, JsonlTable | None] = (None, None),
+    predict_from: tuple[JsonlTable | None, JsonlTable | None],
 ) -> None:
     """Trace per-family totals and final rows, Σ draws, audit presence and identity.
 
@@ -2341,10 +2341,8 @@ def _v16(
     assert logs.trace is not None and logs.audit is not None
     rules = row_rules(_TRACE_ROW)
     trace = None
-    if not reader.has([logs.trace], rules, validator="V-16", dataset=TRACE_ID) and any(
-        t is not None for t in predict_from
-    ):
-        trace = _trace_now(logs.trace, *predict_from)
+    if not reader.has([logs.trace], rules, validator="V-16", dataset=TRACE_ID):
+        trace = _trace_now(logs.trace, *predict_from)  # None: nothing to predict from
     if trace is None:
         trace = reader([logs.trace], rules, validator="V-16", dataset=TRACE_ID)
     _scan_rows(
@@ -2521,7 +2519,7 @@ def _v15(
                     keys=_keys(dup, ("merchant_id", "site_id")),
                 )
             joined = (
-                sel.frame.select("merchant_id", "site_id", "tz_group_id")
+                sel.frame.select(*_V15_SELECTION)
                 .with_row_index("_row")
                 .join(site_map, on=["merchant_id", "site_id"], how="left")
                 .sort("_row")
@@ -2548,9 +2546,7 @@ def _v15(
     if edge is not None and edge.height:
         cat = _edge_catalogue(inputs.edge_policy)
         known = set(cat["edge_id"].to_list())
-        rows = edge.frame.select("edge_id", "ip_country", "edge_lat", "edge_lon").with_row_index(
-            "_row"
-        )
+        rows = edge.frame.select(*_V15_EDGE).with_row_index("_row")
         joined = rows.join(cat, on=["edge_id", "ip_country"], how="left").sort("_row")
         bad = joined.filter(
             pl.col("cat_lat").is_null()
@@ -2589,6 +2585,8 @@ _COUNTER_COLUMNS = (
 )
 _TOTAL_COLUMNS = ("events_total", "draws_total", "blocks_total")
 _SELECTION_COUNTERS = ("ctr_group_hi", "ctr_group_lo", "ctr_site_hi", "ctr_site_lo")
+_V15_SELECTION = ("merchant_id", "site_id", "tz_group_id")
+_V15_EDGE = ("edge_id", "ip_country", "edge_lat", "edge_lon")
 
 
 def _slim_table(table: JsonlTable, columns: Sequence[str]) -> JsonlTable:
@@ -2598,10 +2596,6 @@ def _slim_table(table: JsonlTable, columns: Sequence[str]) -> JsonlTable:
     return JsonlTable(
         table.frame.select(keep), table.files, table.offsets, table.constant & frozenset(keep)
     )
-
-
-def _slim(table: JsonlTable | None, columns: Sequence[str]) -> JsonlTable | None:
-    return None if table is None else _slim_table(table, columns)
 
 
 def _router_block(inputs: S7Inputs, ledger: AuditLedger, st: _State, reader: _LogReader) -> None:
@@ -2641,19 +2635,10 @@ def _router_block(inputs: S7Inputs, ledger: AuditLedger, st: _State, reader: _Lo
     # edge columns: keep only those from here on.
     families = {k: _slim_table(t, _COUNTER_COLUMNS) for k, t in families.items()}
     # (plus the counters and is_virtual the trace prediction reads, when V-16 makes it).
-    sel = _slim(sel, ("merchant_id", "site_id", "tz_group_id", *_SELECTION_COUNTERS))
-    edge = _slim(
-        edge,
-        (
-            "edge_id",
-            "ip_country",
-            "edge_lat",
-            "edge_lon",
-            "is_virtual",
-            "ctr_edge_hi",
-            "ctr_edge_lo",
-        ),
-    )
+    if sel is not None:
+        sel = _slim_table(sel, (*_V15_SELECTION, *_SELECTION_COUNTERS))
+    if edge is not None:
+        edge = _slim_table(edge, (*_V15_EDGE, "is_virtual", "ctr_edge_hi", "ctr_edge_lo"))
     st.samples["logs"] = {
         "runs": [
             {
