@@ -17,6 +17,7 @@ from segment2b.assets.world import s5_arrival_roster, upstream_world, validation
 from segment2b.jobs import ALL_JOBS
 from segment2b.resources import SegmentStore, WorldSettings
 from segment2b.scheduling import certification_cycle, nightly_certification
+from segment2b.startup import settle_heap
 
 defs = dg.Definitions(
     assets=[
@@ -44,3 +45,8 @@ defs = dg.Definitions(
     # running seeds side by side (one run per seed), not from steps within a seed.
     executor=dg.in_process_executor,
 )
+
+# Whatever process loads this code location (``segment2b``, ``dagster asset materialize``, the
+# UI's code server) keeps the asset graph and its imports for its whole life: freeze them out of
+# the garbage collector's scans (see segment2b.startup).
+settle_heap()

@@ -136,7 +136,10 @@ def run_child(
     rss_limit_bytes: int | None,
     env: Mapping[str, str] | None = None,
 ) -> ChildResult:
-    """Run ``spec`` in ``python -m segment2b.bench.child`` and wait for it (with a watchdog).
+    """Run ``spec`` in a child process and wait for it (with a watchdog).
+
+    The child starts as the ``segment2b`` command does (:mod:`segment2b.startup`: imports with
+    the garbage collector paused, then frozen), so lane process times are the command's.
 
     The spec and the result travel through files in ``workdir``; the child's stdout/stderr go
     to ``<name>.log`` there (Dagster and the states log at INFO, as under ``segment2b run``).
@@ -148,7 +151,14 @@ def run_child(
     spec_path.write_text(json.dumps(spec, indent=2, default=str))
     result_path.unlink(missing_ok=True)
     result_path.with_suffix(".progress.jsonl").unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "segment2b.bench.child", str(spec_path), str(result_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "segment2b.startup",
+        "segment2b.bench.child",
+        str(spec_path),
+        str(result_path),
+    ]
     t0 = time.perf_counter()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(

@@ -23,14 +23,10 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
 import numpy as np
 import polars as pl
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from segment2b.certification.s4_metrics import floor_movement, merchant_day_table
 from segment2b.certification.scorecard import (
@@ -51,6 +47,9 @@ from segment2b.storage.canonical import pretty_json
 from segment2b.storage.digests import sha256_bytes
 from segment2b.storage.home import StorageHome
 from segment2b.storage.publish import publish_file, publish_folder
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = [
     "LANE_BUDGETS_S",
@@ -361,6 +360,12 @@ PLOT_NAMES: tuple[str, ...] = (
 def _render(
     draw: Callable[[Axes], None], *, title: str, xlabel: str, ylabel: str, bottom: float = 0.13
 ) -> bytes:
+    # Imported here: matplotlib costs ~0.2 s to import, and every process that loads the
+    # Definitions imports this module, while only certification draws.
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=FIGSIZE, dpi=DPI)
         FigureCanvasAgg(fig)
