@@ -113,16 +113,16 @@ def _s5_checks(out: StateOutcome, site_tz: pl.DataFrame) -> list[dg.AssetCheckRe
     routing: s5.S5Routing = out.extras["routing"]
     acc = out.report["rng_accounting"]
     n = routing.n
-    d = routing.draws
+    before_hi, before_lo, after_hi, after_lo = routing.counter_arrays()
     draws_bad = []
     if (acc["events_group"], acc["events_site"], acc["draws_total"]) != (n, n, 2 * n):
         draws_bad.append(f"accounting {acc} for {n} arrivals")
-    if d.before_lo.size != 2 * n:
-        draws_bad.append(f"{d.before_lo.size} draws for {n} arrivals")
-    first_bad = s5.check_counters(d.before_hi, d.before_lo, d.after_hi, d.after_lo)
+    if before_lo.size != 2 * n:
+        draws_bad.append(f"{before_lo.size} draws for {n} arrivals")
+    first_bad = s5.check_counters(before_hi, before_lo, after_hi, after_lo)
     site = "rng_event_alias_pick_site"
     return [
-        structural_result(site, TWO_DRAWS, draws_bad, arrivals=n, draws=int(d.before_lo.size)),
+        structural_result(site, TWO_DRAWS, draws_bad, arrivals=n, draws=int(before_lo.size)),
         structural_result(
             site,
             SITE_IN_GROUP,

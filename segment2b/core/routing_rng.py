@@ -27,12 +27,14 @@ __all__ = [
     "EDGE_DOMAIN_STREAM",
     "ROUTING_DOMAIN_MASTER",
     "ROUTING_DOMAIN_STREAM",
+    "UNIFORM_BLOCK",
     "U_MAX_BELOW_ONE",
     "RoutingDraws",
     "derive_routing_stream",
     "routing_counters",
     "routing_draws",
     "routing_uniform",
+    "routing_uniforms",
     "site_id",
     "site_ids",
 ]
@@ -246,6 +248,35 @@ def routing_draws(stream: PhiloxStream, n: int) -> RoutingDraws:
     before_hi, before_lo, after_hi, after_lo = routing_counters(stream, n)
     w, _lane1 = philox2x64_10(before_lo, before_hi, stream.key)
     return RoutingDraws(before_hi, before_lo, after_hi, after_lo, w, routing_uniform(w))
+
+
+UNIFORM_BLOCK = 1 << 20
+"""Counters per Philox call in :func:`routing_uniforms` (bounds its temporaries to ~40 MB)."""
+
+
+def routing_uniforms(stream: PhiloxStream, n: int, *, block: int = UNIFORM_BLOCK) -> np.ndarray:
+    """The uniforms of :func:`routing_draws` alone: ``u`` of events ``0 .. n-1``.
+
+    For callers whose counters follow from the event number (S5: event ``k`` uses
+    ``ctr0 + k``), so only the uniforms need to be kept; counters and raw words exist one
+    block at a time. Raises ``OverflowError`` exactly when :func:`routing_draws` does.
+
+    Compatibility guarantee
+    -----------------------
+    ``routing_uniforms(s, n) == routing_draws(s, n).u`` bit for bit.
+    """
+    if n:
+        # The after-counter of the last event must not wrap (as in routing_counters).
+        counters_from_base(stream.counter_hi, stream.counter_lo, np.array([n], dtype=np.uint64))
+    u = np.empty(n, dtype=np.float64)
+    for a in range(0, n, block):
+        b = min(a + block, n)
+        hi, lo = counters_from_base(
+            stream.counter_hi, stream.counter_lo, np.arange(a, b, dtype=np.uint64)
+        )
+        w, _lane1 = philox2x64_10(lo, hi, stream.key)
+        u[a:b] = routing_uniform(w)
+    return u
 
 
 def site_id(merchant_id: int, legal_country_iso: str, site_order: int) -> int:

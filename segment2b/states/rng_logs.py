@@ -39,6 +39,7 @@ import polars as pl
 import pyarrow as pa
 
 from segment2b.catalogue.schemas import json_errors
+from segment2b.core.philox import counters_from_base
 from segment2b.errors import SegmentError
 from segment2b.storage.digests import sha256_file
 from segment2b.storage.home import StorageHome
@@ -50,6 +51,7 @@ __all__ = [
     "TRACE_SCHEMA",
     "Col",
     "Const",
+    "CounterLaw",
     "JsonlPlan",
     "RunTokens",
     "TraceCopy",
@@ -66,6 +68,7 @@ __all__ = [
     "jsonl_plan",
     "line_buffers",
     "lines_bytes",
+    "periodic_trace_plan",
     "plan_bytes",
     "plan_lines",
     "publish_staged",
@@ -170,32 +173,100 @@ def _safe_strings(col: pl.Series) -> bool:
     return not bool(col.str.contains(_UNSAFE).any())
 
 
+Derive = Callable[[int, int], Mapping[str, pl.Series]]
+"""Columns of rows ``[start, stop)`` computed from the row numbers when a chunk is rendered."""
+
+
+@dataclass(frozen=True)
+class CounterLaw:
+    """Counters that follow from the row number, so a plan need not store them.
+
+    Row ``r`` is event ``k = step * r + offset`` of a stream whose first counter is
+    ``(hi, lo)``: ``before = base + k`` and ``after = before + 1`` (128-bit, the low word
+    carries into the high word). S5's events and trace rows are such rows: two arrays of
+    ``uint64`` words per counter would otherwise cost 32 bytes per row for each family.
+    """
+
+    hi: int
+    lo: int
+    step: int = 1
+    offset: int = 0
+
+    def events(self, rows: np.ndarray) -> np.ndarray:
+        """Event numbers ``k`` of the given rows (uint64)."""
+        return np.asarray(rows, dtype=np.uint64) * np.uint64(self.step) + np.uint64(self.offset)
+
+    def before(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(hi, lo)`` words of the before-counters of rows ``[start, stop)``."""
+        return self.before_rows(np.arange(start, stop, dtype=np.uint64))
+
+    def before_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(hi, lo)`` words of the before-counters of arbitrary rows."""
+        return counters_from_base(self.hi, self.lo, self.events(rows))
+
+    def arrays(
+        self, start: int, stop: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(before_hi, before_lo, after_hi, after_lo)`` of rows ``[start, stop)``."""
+        k = self.events(np.arange(start, stop, dtype=np.uint64))
+        before_hi, before_lo = counters_from_base(self.hi, self.lo, k)
+        after_hi, after_lo = counters_from_base(self.hi, self.lo, k + np.uint64(1))
+        return before_hi, before_lo, after_hi, after_lo
+
+    def hi_zero(self, rows: int) -> bool:
+        """Whether every high word (before and after) of rows ``[0, rows)`` is 0."""
+        if rows == 0:
+            return True
+        last_after = self.step * (rows - 1) + self.offset + 1
+        return self.hi == 0 and self.lo + last_after < 2**64
+
+    def derive(self, *, hi_zero: bool) -> Derive:
+        """The counter columns of :func:`_counter_columns` for a chunk of rows."""
+
+        def columns(start: int, stop: int) -> dict[str, pl.Series]:
+            cols, _ = _counter_columns(*self.arrays(start, stop), hi_zero=hi_zero)
+            return cols
+
+        return columns
+
+
 @dataclass(frozen=True)
 class JsonlPlan:
     """How to serialise every row of ``frame`` as one JSONL line (keys sorted).
 
     ``ts`` = ``(created_utc, a, b)`` adds ``ts_utc = created_utc + (a * row + b) µs`` (time
-    law) without materialising it for the whole file. Build with :func:`jsonl_plan`.
+    law) without materialising it for the whole file; ``derive`` adds other columns that follow
+    from the row numbers (e.g. :class:`CounterLaw`), chunk by chunk. ``rows`` is the row count
+    when ``frame`` has no columns (every column derived). Build with :func:`jsonl_plan`.
     """
 
     frame: pl.DataFrame
     expr: pl.Expr
     ts: tuple[str, int, int] | None = None
+    derive: Derive | None = None
+    rows: int | None = None
 
     @property
     def n(self) -> int:
-        return self.frame.height
+        return self.frame.height if self.rows is None else self.rows
 
     def chunk(self, start: int, stop: int) -> pl.Series:
         """Lines of rows ``[start, stop)``."""
-        sub = self.frame.slice(start, stop - start)
-        if sub.height == 0:
+        stop = min(stop, self.n)
+        if stop <= start:
             return pl.Series("line", [], dtype=pl.String)
+        extra: dict[str, pl.Series] = {}
+        if self.derive is not None:
+            extra |= self.derive(start, stop)
         if self.ts is not None:
             created, a, b = self.ts
             k = a * np.arange(start, stop, dtype=np.int64) + b
             # The two ts pieces go straight into the line (no ts_utc string per row).
-            sub = sub.with_columns(*_ts_parts(created, k))
+            extra |= {s.name: s for s in _ts_parts(created, k)}
+        if self.frame.width:
+            sub = self.frame.slice(start, stop - start).with_columns(**extra)
+        else:
+            sub = pl.DataFrame(extra)
         return sub.select(self.expr.alias("line")).to_series()
 
 
@@ -204,6 +275,8 @@ def jsonl_plan(
     fields: Mapping[str, Const | Col],
     *,
     ts: tuple[str, int, int] | None = None,
+    derive: Derive | None = None,
+    rows: int | None = None,
 ) -> JsonlPlan:
     """Compile ``fields`` (JSON key -> :class:`Const` | :class:`Col`) into one ``concat_str``.
 
@@ -211,7 +284,8 @@ def jsonl_plan(
     escape-free string columns) are merged into single literals. ``Col(..., "str")`` columns
     are scanned once: if any value needs JSON escaping, the column is replaced by its
     ``json.dumps`` text mapped per distinct value. A ``ts_utc`` field must be
-    ``Col("ts_utc", "str")`` and needs ``ts``.
+    ``Col("ts_utc", "str")`` and needs ``ts``. Columns made by ``derive`` must be of kind
+    ``"int"``, ``"json"`` or ``"safe"`` (they do not exist yet to be scanned).
 
     Compatibility guarantee
     -----------------------
@@ -259,7 +333,7 @@ def jsonl_plan(
         merged.append(pl.lit(buf))
     if frame_cols:
         frame = frame.with_columns(**frame_cols)
-    return JsonlPlan(frame, pl.concat_str(merged), ts)
+    return JsonlPlan(frame, pl.concat_str(merged), ts, derive, rows)
 
 
 def plan_lines(plan: JsonlPlan) -> pl.Series:
@@ -570,9 +644,17 @@ def _counter_fields(*, hi_zero: bool) -> dict[str, Const | Col]:
 
 
 def _counter_columns(
-    before_hi: np.ndarray, before_lo: np.ndarray, after_hi: np.ndarray, after_lo: np.ndarray
+    before_hi: np.ndarray,
+    before_lo: np.ndarray,
+    after_hi: np.ndarray,
+    after_lo: np.ndarray,
+    *,
+    hi_zero: bool | None = None,
 ) -> tuple[dict[str, pl.Series], bool]:
-    hi_zero = not (before_hi.any() or after_hi.any())
+    """Counter columns and whether the high words were left out (all zero: constants in the
+    line). ``hi_zero`` given: a whole plan's decision applied to one chunk of it."""
+    if hi_zero is None:
+        hi_zero = not (before_hi.any() or after_hi.any())
     cols = {
         "before_lo": pl.Series(before_lo, dtype=pl.UInt64),
         "after_lo": pl.Series(after_lo, dtype=pl.UInt64),
@@ -588,17 +670,25 @@ def event_plan(
     *,
     module: str,
     substream_label: str,
-    counters: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    counters: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | CounterLaw,
     ts: tuple[int, int],
     extra_columns: Mapping[str, pl.Series],
     extra_fields: Mapping[str, Const | Col],
 ) -> JsonlPlan:
     """Rows of one event family (single-uniform events: ``draws="1"``, ``blocks=1``).
 
-    ``counters`` = (before_hi, before_lo, after_hi, after_lo) per event; event ``e`` gets
+    ``counters`` = (before_hi, before_lo, after_hi, after_lo) per event, or the
+    :class:`CounterLaw` they follow (rendered per chunk, never stored); event ``e`` gets
     ``ts_utc = created_utc + (ts[0] * e + ts[1]) µs``; ``extra_fields`` are the family's keys.
     """
-    cols, hi_zero = _counter_columns(*counters)
+    derive: Derive | None = None
+    if isinstance(counters, CounterLaw):
+        rows = len(next(iter(extra_columns.values()))) if extra_columns else 0
+        hi_zero = counters.hi_zero(rows)
+        derive = counters.derive(hi_zero=hi_zero)
+        cols: dict[str, pl.Series] = {}
+    else:
+        cols, hi_zero = _counter_columns(*counters)
     frame = pl.DataFrame({**cols, **extra_columns})
     fields: dict[str, Const | Col] = {
         **_envelope(tokens, hi_zero=hi_zero),
@@ -606,7 +696,7 @@ def event_plan(
         "substream_label": Const(substream_label),
         **extra_fields,
     }
-    return jsonl_plan(frame, fields, ts=(tokens.created_utc, *ts))
+    return jsonl_plan(frame, fields, ts=(tokens.created_utc, *ts), derive=derive)
 
 
 def trace_plan(
@@ -643,18 +733,58 @@ def trace_plan(
         lab_field = Col("label", "json")
     cols, hi_zero = _counter_columns(*counters)
     frame = pl.DataFrame({**cols, "total": pl.Series(totals, dtype=pl.UInt64), **key_cols})
-    fields: dict[str, Const | Col] = {
+    fields = _trace_fields(tokens, mod_field, lab_field, hi_zero=hi_zero)
+    return jsonl_plan(frame, fields, ts=(tokens.created_utc, *ts))
+
+
+def _trace_fields(
+    tokens: RunTokens, module: Const | Col, label: Const | Col, *, hi_zero: bool
+) -> dict[str, Const | Col]:
+    return {
         "ts_utc": Col("ts_utc", "str"),
         "run_id": Const(tokens.run_id),
         "seed": Const(int(tokens.seed)),
-        "module": mod_field,
-        "substream_label": lab_field,
+        "module": module,
+        "substream_label": label,
         **_counter_fields(hi_zero=hi_zero),
         "draws_total": Col("total"),
         "blocks_total": Col("total"),
         "events_total": Col("total"),
     }
-    return jsonl_plan(frame, fields, ts=(tokens.created_utc, *ts))
+
+
+def periodic_trace_plan(
+    tokens: RunTokens,
+    *,
+    module: str,
+    labels: Sequence[str],
+    counters: CounterLaw,
+    events: int,
+    ts: tuple[int, int],
+) -> JsonlPlan:
+    """:func:`trace_plan` of ``events`` events whose keys take turns: event ``k`` is
+    ``(module, labels[k % len(labels)])`` (S5: group, site, group, …), so its running total is
+    ``k // len(labels) + 1``. Every column follows from the row number (``counters`` a law
+    with ``step`` 1, ``offset`` 0), so the plan stores nothing per row.
+    """
+    period = len(labels)
+    label_json = pl.Series(json_strings(labels), dtype=pl.String)
+    hi_zero = counters.hi_zero(events)
+    counter_cols = counters.derive(hi_zero=hi_zero)
+
+    def columns(start: int, stop: int) -> dict[str, pl.Series]:
+        k = np.arange(start, stop, dtype=np.uint64)
+        cols = dict(counter_cols(start, stop))
+        cols["total"] = pl.Series(k // np.uint64(period) + np.uint64(1), dtype=pl.UInt64)
+        if period > 1:
+            cols["label"] = label_json.gather(pl.Series((k % np.uint64(period)).astype(np.uint32)))
+        return cols
+
+    label: Const | Col = Col("label", "json") if period > 1 else Const(labels[0])
+    fields = _trace_fields(tokens, Const(module), label, hi_zero=hi_zero)
+    return jsonl_plan(
+        pl.DataFrame(), fields, ts=(tokens.created_utc, *ts), derive=columns, rows=events
+    )
 
 
 # ---------------------------------------------------------------------------------------------

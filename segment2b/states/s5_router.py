@@ -41,10 +41,8 @@ from segment2b.core.philox import PhiloxStream
 from segment2b.core.routing_rng import (
     ROUTING_DOMAIN_MASTER,
     ROUTING_DOMAIN_STREAM,
-    RoutingDraws,
     derive_routing_stream,
-    routing_counters,
-    routing_draws,
+    routing_uniforms,
     site_ids,
 )
 from segment2b.errors import SegmentError
@@ -52,7 +50,7 @@ from segment2b.policy.models import AliasLayoutPolicyV1, RouteRngPolicyV1
 from segment2b.states import rng_logs
 from segment2b.states.evidence import EvidenceCodes, S0Evidence, load_evidence
 from segment2b.states.outcome import StateOutcome, input_version
-from segment2b.states.rng_logs import Col, Const, RunTokens
+from segment2b.states.rng_logs import Col, Const, CounterLaw, RunTokens
 from segment2b.states.s0_gate import read_run_receipt
 from segment2b.storage.digests import folder_digest, sha256_file
 from segment2b.storage.home import StorageHome
@@ -313,6 +311,13 @@ def _same_bytes(lines: pl.Series, data: bytes) -> bool:
     return pos == expected.size
 
 
+# ``str.slice`` gives string *views* into the sliced lines, so the sliced timestamps would keep
+# every roster line alive (~180 bytes per arrival, for as long as the roster frame lives). A
+# fresh concatenation owns its 27 bytes per row. (utc_day needs none: strings of at most 12
+# bytes are stored inside the view itself.)
+_COMPACT_TIMESTAMP = pl.concat_str([pl.lit(""), pl.col("utc_timestamp")]).alias("utc_timestamp")
+
+
 PARSE_CHUNK_BYTES = 1 << 26
 """Roster bytes parsed per chunk (whole lines, ~64 MiB): the parse's intermediates (line
 strings, cut fields, the canonical re-rendering) exist for one chunk at a time, so the peak is
@@ -434,7 +439,7 @@ def _parse_canonical_chunk(
         schema={"prefix": pl.String, **{c: _CANONICAL_SCHEMA[c] for c in _OPTIONAL}},
     )
     return parts.join(table, on="prefix", how="left", maintain_order="left").select(
-        list(_CANONICAL_SCHEMA)
+        *(c if c != "utc_timestamp" else _COMPACT_TIMESTAMP for c in _CANONICAL_SCHEMA)
     )
 
 
@@ -729,7 +734,9 @@ def build_routing_plan(
 class S5Routing:
     """Per-arrival routing, in roster order (what S6 joins by position, README decision 9).
 
-    ``draws`` holds the 2N events in event order (group of arrival i at 2i, site at 2i+1).
+    ``counters`` is the law of the 2N events in event order (group of arrival i is event 2i,
+    site event 2i+1; event k uses counter ``ctr0 + k``): counters follow from positions, so
+    none is stored per arrival (:meth:`counter_arrays` materialises them when asked).
     """
 
     roster: Roster
@@ -737,11 +744,21 @@ class S5Routing:
     tz_code: np.ndarray
     p_group: np.ndarray
     site_id: np.ndarray
-    draws: RoutingDraws
+    counters: CounterLaw
 
     @property
     def n(self) -> int:
         return self.roster.n
+
+    def family_counters(self, family: int) -> CounterLaw:
+        """Counter law of one family's rows (0 = group events, 1 = site events): arrival
+        ``i`` is event ``2i + family``."""
+        c = self.counters
+        return CounterLaw(c.hi, c.lo, step=2, offset=family)
+
+    def counter_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(before_hi, before_lo, after_hi, after_lo)`` of all 2N events, in event order."""
+        return self.counters.arrays(0, 2 * self.n)
 
     def tz_group_ids(self) -> pl.Series:
         """Chosen tz-group id per arrival (String)."""
@@ -751,6 +768,8 @@ class S5Routing:
     def to_frame(self) -> pl.DataFrame:
         """One row per arrival: identity, choice and the group/site before-counters."""
         f = self.roster.frame
+        g_hi, g_lo = self.family_counters(0).before(0, self.n)
+        s_hi, s_lo = self.family_counters(1).before(0, self.n)
         return pl.DataFrame(
             {
                 "arrival": np.arange(self.n, dtype=np.int64),
@@ -761,10 +780,10 @@ class S5Routing:
                 "tz_group_id": self.tz_group_ids(),
                 "p_group": self.p_group,
                 "site_id": pl.Series(self.site_id, dtype=pl.UInt64),
-                "ctr_group_hi": pl.Series(self.draws.before_hi[0::2], dtype=pl.UInt64),
-                "ctr_group_lo": pl.Series(self.draws.before_lo[0::2], dtype=pl.UInt64),
-                "ctr_site_hi": pl.Series(self.draws.before_hi[1::2], dtype=pl.UInt64),
-                "ctr_site_lo": pl.Series(self.draws.before_lo[1::2], dtype=pl.UInt64),
+                "ctr_group_hi": pl.Series(g_hi, dtype=pl.UInt64),
+                "ctr_group_lo": pl.Series(g_lo, dtype=pl.UInt64),
+                "ctr_site_hi": pl.Series(s_hi, dtype=pl.UInt64),
+                "ctr_site_lo": pl.Series(s_lo, dtype=pl.UInt64),
             }
         )
 
@@ -804,12 +823,11 @@ def route_arrivals(
     n = roster.n
     f = roster.frame
     try:
-        draws = routing_draws(stream, 2 * n)
+        # Event k uses ctr0 + k, so counters are a law (strictly increasing by construction:
+        # 2B-S5-051 cannot arise) and only the uniforms are kept.
+        u = routing_uniforms(stream, 2 * n)
     except OverflowError as exc:
         raise _err(f"{prefix}-052", f"RNG_COUNTER_WRAP: {exc}", dataset="rng_trace_log") from exc
-    bad = check_counters(draws.before_hi, draws.before_lo, draws.after_hi, draws.after_lo)
-    if bad is not None:
-        raise _err(f"{prefix}-051", "RNG_COUNTER_NOT_MONOTONE", key=f"event {bad}")
     g = plan.groups
     keys = pl.DataFrame(
         {
@@ -833,7 +851,7 @@ def route_arrivals(
             key=f"arrival {i}: merchant {row['merchant_id']} day {row['utc_day']}",
         )
     gtab = tab.to_numpy()
-    g_local = g.tables.decode(gtab, draws.u[0::2])
+    g_local = g.tables.decode(gtab, u[0::2])
     g_row = g.tables.offsets[gtab] + g_local
     stab = g.site_table[g_row]
     if n and int(stab.min()) < 0:
@@ -846,7 +864,7 @@ def route_arrivals(
             f"{plan.tz_names[int(g.tz_code[g_row[i]])]}",
         )
     s = plan.sites
-    s_local = s.tables.decode(stab, draws.u[1::2])
+    s_local = s.tables.decode(stab, u[1::2])
     s_row = s.tables.offsets[stab] + s_local
     tz = g.tz_code[g_row]
     incoherent = np.flatnonzero(s.site_tz[s_row] != tz)
@@ -863,7 +881,7 @@ def route_arrivals(
         tz_code=tz,
         p_group=g.p_group[g_row],
         site_id=s.site_id[s_row],
-        draws=draws,
+        counters=CounterLaw(stream.counter_hi, stream.counter_lo),
     )
 
 
@@ -929,12 +947,11 @@ def s5_group_plan(routing: S5Routing, tokens: RunTokens) -> rng_logs.JsonlPlan:
     """``alias_pick_group`` rows (s5 §3.1): arrival ``i`` -> event ``ts = 4i``, counters of
     draw ``2i``, the chosen group's S4 ``p_group``."""
     f = routing.roster.frame
-    d = routing.draws
     return rng_logs.event_plan(
         tokens,
         module=MODULE,
         substream_label=GROUP_LABEL,
-        counters=(d.before_hi[0::2], d.before_lo[0::2], d.after_hi[0::2], d.after_lo[0::2]),
+        counters=routing.family_counters(0),
         ts=(4, 0),
         extra_columns={
             "merchant_id": f.get_column("merchant_id"),
@@ -950,12 +967,11 @@ def s5_site_plan(routing: S5Routing, tokens: RunTokens) -> rng_logs.JsonlPlan:
     """``alias_pick_site`` rows (s5 §3.1): arrival ``i`` -> event ``ts = 4i + 2``, counters of
     draw ``2i + 1``, the chosen ``site_id``."""
     f = routing.roster.frame
-    d = routing.draws
     return rng_logs.event_plan(
         tokens,
         module=MODULE,
         substream_label=SITE_LABEL,
-        counters=(d.before_hi[1::2], d.before_lo[1::2], d.after_hi[1::2], d.after_lo[1::2]),
+        counters=routing.family_counters(1),
         ts=(4, 2),
         extra_columns={
             "merchant_id": f.get_column("merchant_id"),
@@ -967,17 +983,15 @@ def s5_site_plan(routing: S5Routing, tokens: RunTokens) -> rng_logs.JsonlPlan:
     )
 
 
-def s5_trace_plan(
-    tokens: RunTokens, counters: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-) -> rng_logs.JsonlPlan:
+def s5_trace_plan(tokens: RunTokens, counters: CounterLaw, events: int) -> rng_logs.JsonlPlan:
     """S5's trace rows (s5 §3.2): event ``k`` (group ``2i``, site ``2i+1``) -> one row with its
     counters at ``ts = 2k + 1``. Depends on the arrival count only, not on the routing."""
-    return rng_logs.trace_plan(
+    return rng_logs.periodic_trace_plan(
         tokens,
-        modules=(MODULE, MODULE),
+        module=MODULE,
         labels=(GROUP_LABEL, SITE_LABEL),
-        key_codes=np.arange(counters[1].size, dtype=np.int64) % 2,
         counters=counters,
+        events=events,
         ts=(2, 1),
     )
 
@@ -987,7 +1001,6 @@ def s5_selection_plan(
 ) -> tuple[rng_logs.JsonlPlan, dict[str, tuple[int, int]]]:
     """Selection-log rows (s5 §3.4) sorted stably by day, and each day's row range."""
     f = routing.roster.frame
-    d = routing.draws
     order, days = day_ranges(f.get_column("utc_day"))
     frame = pl.DataFrame(
         {
@@ -996,13 +1009,24 @@ def s5_selection_plan(
             "utc_timestamp": f.get_column("utc_timestamp"),
             "tz_q": _tz_json(routing),
             "site_id": pl.Series(routing.site_id, dtype=pl.UInt64),
-            "g_hi": pl.Series(d.before_hi[0::2], dtype=pl.UInt64),
-            "g_lo": pl.Series(d.before_lo[0::2], dtype=pl.UInt64),
-            "s_hi": pl.Series(d.before_hi[1::2], dtype=pl.UInt64),
-            "s_lo": pl.Series(d.before_lo[1::2], dtype=pl.UInt64),
         }
     )
-    if not bool((order == np.arange(order.size)).all()):  # a time-sorted roster needs none
+    group, site = routing.family_counters(0), routing.family_counters(1)
+    sorted_by_day = bool((order == np.arange(order.size)).all())  # a time-sorted roster
+
+    def counters(start: int, stop: int) -> dict[str, pl.Series]:
+        # Row r is arrival r (a time-sorted roster) or arrival order[r].
+        cols = {}
+        for name, law in (("g", group), ("s", site)):
+            if sorted_by_day:
+                hi, lo = law.before(start, stop)
+            else:
+                hi, lo = law.before_rows(order[start:stop])
+            cols[f"{name}_hi"] = pl.Series(hi, dtype=pl.UInt64)
+            cols[f"{name}_lo"] = pl.Series(lo, dtype=pl.UInt64)
+        return cols
+
+    if not sorted_by_day:
         frame = frame[pl.Series(order.astype(np.uint32))]
     plan = rng_logs.jsonl_plan(
         frame,
@@ -1021,6 +1045,7 @@ def s5_selection_plan(
             "manifest_fingerprint": Const(tokens.manifest_fingerprint),
             "created_utc": Const(tokens.created_utc),
         },
+        derive=counters,
     )
     return plan, days
 
@@ -1038,10 +1063,9 @@ def s5_log_plans(
     ``4i+3`` (µs after ``created_utc``); trace row ``k`` (group ``2i``, site ``2i+1``) copies
     the counters of event ``k``. The runner builds the same plans one by one on its workers.
     """
-    d = routing.draws
     group = s5_group_plan(routing, tokens)
     site = s5_site_plan(routing, tokens)
-    trace = s5_trace_plan(tokens, (d.before_hi, d.before_lo, d.after_hi, d.after_lo))
+    trace = s5_trace_plan(tokens, routing.counters, 2 * routing.n)
     if not selection_log:
         return S5Plans(group=group, site=site, trace=trace)
     selection, days = s5_selection_plan(routing, tokens, rng_stream_id=rng_stream_id)
@@ -1552,7 +1576,9 @@ def run_s5(
             stage,
             key="trace",
             dataset_id="rng_trace_log",
-            build=lambda: s5_trace_plan(tokens, routing_counters(stream, 2 * n)),
+            build=lambda: s5_trace_plan(
+                tokens, CounterLaw(stream.counter_hi, stream.counter_lo), 2 * n
+            ),
         )
         posture_job = pool.submit(roster_posture, roster)
 
@@ -1748,9 +1774,9 @@ def run_s5(
     t_end = time.perf_counter() - (t_join - t_lines)  # S6's preparation is not S5's time
 
     elapsed = t_end - t_start
-    d = routing.draws
     first = {"hi": stream.counter_hi, "lo": stream.counter_lo}
-    last = {"hi": int(d.before_hi[-1]), "lo": int(d.before_lo[-1])} if n else first
+    last_hi, last_lo = routing.counters.before(2 * n - 1, 2 * n) if n else ([0], [0])
+    last = {"hi": int(last_hi[0]), "lo": int(last_lo[0])} if n else first
     tz_ids = routing.tz_group_ids()
     sample = pl.DataFrame(
         {

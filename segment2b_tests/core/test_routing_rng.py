@@ -22,6 +22,7 @@ from segment2b.core.routing_rng import (
     derive_routing_stream,
     routing_draws,
     routing_uniform,
+    routing_uniforms,
     site_id,
     site_ids,
 )
@@ -158,6 +159,28 @@ def test_counter_start_carry_and_wrap() -> None:
     assert len(routing_draws(top, 1)) == 1  # ends exactly on 2**128 - 1
     with pytest.raises(OverflowError):
         routing_draws(top, 2)
+    assert routing_uniforms(top, 1).tolist() == routing_draws(top, 1).u.tolist()
+    with pytest.raises(OverflowError):
+        routing_uniforms(top, 2)
+
+
+@pytest.mark.parametrize("start", [(0, 0), (0, 2**64 - 3), (7, 5)])
+def test_routing_uniforms_equal_the_draws_uniforms_block_by_block(start: tuple[int, int]) -> None:
+    s = derive_routing_stream(
+        ROUTING_DOMAIN_MASTER,
+        ROUTING_DOMAIN_STREAM,
+        "2B.routing",
+        seed=9,
+        parameter_hash=PH,
+        run_id=RID,
+        counter_start=start,
+    )
+    want = routing_draws(s, 11).u
+    # Blocks that do not divide n, across the low word's carry for (0, 2**64 - 3).
+    for block in (1, 3, 4, 64):
+        got = routing_uniforms(s, 11, block=block)
+        assert got.view(np.uint64).tolist() == want.view(np.uint64).tolist()
+    assert routing_uniforms(s, 0).size == 0
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from segment2b.catalogue.schemas import json_errors
@@ -425,6 +426,28 @@ def test_s5_equals_an_independent_serial_replay(run: TinyRun) -> None:
     site = read_jsonl(_paths(run)["rng_event_alias_pick_site"])
     got = [(g["tz_group_id"], s["site_id"], g["p_group"]) for g, s in zip(group, site, strict=True)]
     assert got == expected
+
+
+def test_selection_log_of_an_unsorted_roster_keeps_each_arrivals_counters(run: TinyRun) -> None:
+    # Days out of order: the selection log is regrouped by day, and each row must still carry
+    # its own arrival's counters (event 2i for the group draw, 2i + 1 for the site draw).
+    roster = list(reversed(_roster(run)))
+    assert [r["utc_day"] for r in roster] != sorted(r["utc_day"] for r in roster)
+    reseal_roster(run, roster)
+    run_s5(run.home, **s5_kwargs(run))
+    position = {(r["merchant_id"], r["utc_timestamp"]): i for i, r in enumerate(roster)}
+    seen = 0
+    for day in sorted({r["utc_day"] for r in roster}):
+        rows = read_jsonl(run.home.path("s5_selection_log", {**run.tokens(), "utc_day": day}))
+        assert [r["utc_timestamp"] for r in rows] == [
+            r["utc_timestamp"] for r in roster if r["utc_day"] == day
+        ]
+        for r in rows:
+            i = position[(r["merchant_id"], r["utc_timestamp"])]
+            assert (r["ctr_group_hi"], r["ctr_group_lo"]) == (0, 2 * i)
+            assert (r["ctr_site_hi"], r["ctr_site_lo"]) == (0, 2 * i + 1)
+        seen += len(rows)
+    assert seen == len(roster)
 
 
 def test_s5_rematerialises_byte_for_byte(run: TinyRun) -> None:
@@ -1342,6 +1365,55 @@ def test_counters_with_a_high_word_serialise_exactly() -> None:
         assert line == json.dumps(expected, sort_keys=True) + "\n"
 
 
+@pytest.mark.parametrize("base", [(0, 0), (0, 2**64 - 5), (3, 9)])
+def test_counter_laws_render_like_stored_counters(base: tuple[int, int]) -> None:
+    # Law-derived counters (rendered per chunk, never stored) against the same counters as
+    # arrays: event families (step 2, offsets 0/1) and the alternating trace, with chunks of 3
+    # rows that straddle the low word's carry for (0, 2**64 - 5).
+    tokens = RunTokens(7, "ab" * 32, "ef" * 32, "cd" * 16, CREATED)
+    n = 7
+    law = rng_logs.CounterLaw(*base)
+    for offset, label in ((0, "alias_pick_group"), (1, "alias_pick_site")):
+        fam = rng_logs.CounterLaw(*base, step=2, offset=offset)
+        extra = {"site_id": pl.Series(np.arange(n, dtype=np.uint64) + np.uint64(11))}
+        kwargs: dict[str, Any] = {
+            "module": "2B.S5.router",
+            "substream_label": label,
+            "ts": (4, 2 * offset),
+            "extra_columns": extra,
+            "extra_fields": {"site_id": Col("site_id")},
+        }
+        by_law = rng_logs.event_plan(tokens, counters=fam, **kwargs)
+        stored = rng_logs.event_plan(tokens, counters=fam.arrays(0, n), **kwargs)
+        assert rng_logs.plan_bytes(by_law, chunk_rows=3) == rng_logs.plan_bytes(stored)
+    periodic = rng_logs.periodic_trace_plan(
+        tokens,
+        module="2B.S5.router",
+        labels=("alias_pick_group", "alias_pick_site"),
+        counters=law,
+        events=2 * n,
+        ts=(2, 1),
+    )
+    general = rng_logs.trace_plan(
+        tokens,
+        modules=("2B.S5.router", "2B.S5.router"),
+        labels=("alias_pick_group", "alias_pick_site"),
+        key_codes=np.arange(2 * n, dtype=np.int64) % 2,
+        counters=law.arrays(0, 2 * n),
+        ts=(2, 1),
+    )
+    assert rng_logs.plan_bytes(periodic, chunk_rows=3) == rng_logs.plan_bytes(general)
+    assert periodic.n == 2 * n
+    assert (
+        rng_logs.plan_lines(
+            rng_logs.periodic_trace_plan(
+                tokens, module="m", labels=("a",), counters=law, events=0, ts=(2, 1)
+            )
+        ).len()
+        == 0
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Fast paths: roster round trip, hashed writers, day order, trace copy, sealed bytes
 # ---------------------------------------------------------------------------------------------
@@ -1410,6 +1482,31 @@ def test_roster_fast_path_answers_like_the_general_path(
         assert fast[2] == general[2]
     else:
         assert fast[1:] == general[1:]
+
+
+def test_parsed_timestamps_do_not_keep_the_roster_lines_alive() -> None:
+    # The roster frame lives through S5 and S6: its timestamps must own their bytes rather than
+    # view into the parsed lines (which would hold ~180 bytes per arrival).
+    rows = 5_000
+    lines = [
+        json.dumps(
+            {
+                "channel": "card_not_present",
+                "is_virtual": False,
+                "mcc": 5411,
+                "merchant_id": 10**18 + k,
+                "utc_day": "2026-01-01",
+                "utc_timestamp": f"2026-01-01T00:00:{k % 60:02d}.{k:06d}Z",
+            },
+            sort_keys=True,
+        )
+        for k in range(rows)
+    ]
+    frame = parse_roster(("\n".join(lines) + "\n").encode()).frame
+    ts = frame.get_column("utc_timestamp").to_arrow(compat_level=pl.CompatLevel.newest())
+    chunks = ts.chunks if isinstance(ts, pa.ChunkedArray) else [ts]
+    data_bytes = sum(b.size for c in chunks for b in c.buffers()[2:] if b is not None)
+    assert data_bytes <= 27 * rows + 4096
 
 
 @pytest.mark.parametrize("chunk_bytes", [1, 150, 1_000, 1 << 26])
