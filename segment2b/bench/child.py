@@ -1,6 +1,6 @@
 """Child-process entry point of the benchmark: run one measured unit, write its timings.
 
-    python -m segment2b.bench.child <spec.json> <result.json>
+    python -m segment2b.startup segment2b.bench.child <spec.json> <result.json>
 
 Kinds of unit (``spec["kind"]``):
 

@@ -36,10 +36,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SUPERLINEAR_SLOPE = 1.2
 
 NOTES = [
-    "Every measured unit runs in a fresh child process (`python -m segment2b.bench.child`) on "
-    "a fresh storage home; homes are deleted afterwards (SEGMENT2B_BENCH_KEEP=1 keeps them).",
+    "Every measured unit runs in a fresh child process started as `segment2b` starts "
+    "(`python -m segment2b.startup segment2b.bench.child`) on a fresh storage home; homes are "
+    "deleted afterwards (SEGMENT2B_BENCH_KEEP=1 keeps them).",
     "Per-state seconds are measured inside the child around the state function alone "
-    "(`pipeline.state_runners`), so interpreter start-up and imports (≈3 s per child) are "
+    "(`pipeline.state_runners`), so interpreter start-up and imports (≈2 s per child) are "
     "excluded; lane 'process s' includes them, lane 'compute s' does not.",
     "Peak memory is the kernel's high-water resident set (`ru_maxrss` from `os.wait4`) of the "
     "child that ran the step, so it is that step's own peak, native polars/numpy/Arrow "
