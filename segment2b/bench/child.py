@@ -8,8 +8,9 @@ Kinds of unit (``spec["kind"]``):
   1B gate + roster, ``S0`` … ``S4``, ``S5S6`` (one step, as in Dagster: S6 joins S5's routing in
   memory), ``S7``, ``S8``, ``CERT``), on a home where the earlier steps already ran;
 * ``pure_lane`` — a lane in one process through the pure functions (no Dagster);
-* ``dagster_lane`` — the same work through the Dagster jobs (``execute_in_process``, as
-  ``segment2b run`` does), with every step's window read back from the run's event log.
+* ``dagster_lane`` — the same work through the Dagster jobs (``execute_in_process``, one seed
+  after the other), with every step's window read back from the run's event log;
+* ``cli_run`` — ``segment2b run`` itself, as users run it (two seeds side by side).
 
 Timings use ``time.perf_counter`` for durations and ``time.time`` for window starts, so windows
 from different children share one clock. ``baseline_maxrss_bytes`` is this process's peak RSS
@@ -425,7 +426,40 @@ def unit_dagster_lane(spec: Mapping[str, Any], progress: Progress) -> dict[str, 
     return {"jobs": jobs, "total_s": time.perf_counter() - t0, "import_s": import_s}
 
 
-UNITS = {"state": unit_state, "pure_lane": unit_pure_lane, "dagster_lane": unit_dagster_lane}
+def cli_run_argv(spec: Mapping[str, Any]) -> list[str]:
+    """``segment2b`` arguments that run the spec's world on its home (and policy pack)."""
+    world = spec.get("world") or {}
+    argv = ["--home", str(spec["home"])]
+    if spec.get("policies"):
+        argv += ["--policies", str(spec["policies"])]
+    for flag, key in (("--profile", "profile"), ("--merchants", "n_merchants")):
+        if world.get(key) is not None:
+            argv += [flag, str(world[key])]
+    if world.get("roster_arrivals") is not None:
+        argv += ["--arrivals", str(world["roster_arrivals"])]
+    return [*argv, "run"]
+
+
+def unit_cli_run(spec: Mapping[str, Any], progress: Progress) -> dict[str, Any]:
+    """The certification lane as ``segment2b run`` runs it: policies, the four worlds and the
+    1B gate, every seed's states with two seeds side by side (worker processes), then S8 and
+    certification. The workers' memory is not in this child's peak."""
+    from segment2b.cli import main as cli_main
+
+    progress.mark(event="start", step="segment2b run")
+    t0 = time.perf_counter()
+    cli_main(cli_run_argv(spec))
+    total = time.perf_counter() - t0
+    progress.mark(event="done", step="segment2b run", elapsed_s=total)
+    return {"total_s": total}
+
+
+UNITS = {
+    "state": unit_state,
+    "pure_lane": unit_pure_lane,
+    "dagster_lane": unit_dagster_lane,
+    "cli_run": unit_cli_run,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

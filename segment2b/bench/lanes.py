@@ -10,7 +10,9 @@ certification.md §9, and Dagster's overhead over the pure state functions.
 * **witness lane** — two seeds end to end (world … S8 + certification) on a two-seed panel,
   pure only: the Dagster definitions fix the panel at four seeds.
 * **certification lane** — four seeds end to end, pure and through Dagster; the difference is
-  the Dagster overhead, per stage (step windows from the event log) and in total.
+  the Dagster overhead, per stage (step windows from the event log) and in total. Both run the
+  seeds one after the other, so stages compare like for like; the lane is also timed as users
+  run it, ``segment2b run`` (two seeds side by side in worker processes).
 """
 
 from __future__ import annotations
@@ -409,6 +411,23 @@ def dagster_lane(
     entry = _lane_entry(lane, "Dagster", seeds, label, child=child, compute_s=compute)
     entry["import_s"] = child.result.get("import_s")
     entry["steps"] = _dagster_stage_totals(jobs)
+    return entry, child
+
+
+def cli_lane(ctx: BenchContext) -> tuple[dict, ChildResult]:
+    """The certification lane through ``segment2b run`` (two seeds side by side), on a fresh
+    home: what a user's end-to-end run costs, start-up included."""
+    home = ctx.fresh_home("certification-cli")
+    child = ctx.run(ctx.spec("cli_run", home), "certification-cli")
+    ctx.discard(home)
+    entry = _lane_entry(
+        "certification",
+        "segment2b run",
+        REQUIRED_SEEDS,
+        "observe policies, world … S8 + certification, two seeds side by side",
+        child=child,
+        compute_s=child.result.get("total_s"),
+    )
     return entry, child
 
 

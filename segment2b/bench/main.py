@@ -320,6 +320,13 @@ def _run_lanes(
     doc["dagster_overhead"] = lanes.dagster_overhead(cert_pure, cert_dag)
     save()
 
+    log.info("bench: certification lane (segment2b run)")
+    entry, child = lanes.cli_lane(ctx)
+    doc["lanes"].append(entry)
+    if not child.ok:
+        doc["failures"].append(f"certification lane (segment2b run): {child.error}")
+    save()
+
 
 def write_report(doc: Mapping[str, Any], out_dir: Path, stamp: str) -> tuple[Path, Path]:
     """``bench-<stamp>.json``/``.md`` plus ``latest.json``/``latest.md`` in ``out_dir``."""
