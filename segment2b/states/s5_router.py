@@ -817,8 +817,8 @@ def route_arrivals(
     ------
     SegmentError
         ``040`` arrival whose merchant-day has no S4 mix; ``041`` chosen group without sites;
-        ``060`` chosen site outside the chosen group; ``052`` counter wrap; ``051`` non-monotone
-        counters.
+        ``060`` chosen site outside the chosen group; ``052`` counter wrap. (``051``,
+        non-monotone counters, cannot arise: event ``k`` uses ``ctr0 + k``.)
     """
     n = roster.n
     f = roster.frame
@@ -1775,8 +1775,10 @@ def run_s5(
 
     elapsed = t_end - t_start
     first = {"hi": stream.counter_hi, "lo": stream.counter_lo}
-    last_hi, last_lo = routing.counters.before(2 * n - 1, 2 * n) if n else ([0], [0])
-    last = {"hi": int(last_hi[0]), "lo": int(last_lo[0])} if n else first
+    last = first
+    if n:
+        last_hi, last_lo = routing.counters.before(2 * n - 1, 2 * n)
+        last = {"hi": int(last_hi[0]), "lo": int(last_lo[0])}
     tz_ids = routing.tz_group_ids()
     sample = pl.DataFrame(
         {

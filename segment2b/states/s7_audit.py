@@ -784,9 +784,6 @@ _Proof = tuple[pl.DataFrame, np.ndarray, frozenset[str]]
 holding one value on every row."""
 
 
-_MISSING = object()
-
-
 def _prove(
     frame: pl.DataFrame,
     rules: RowRules,
@@ -827,13 +824,10 @@ def _with_fill(frame: pl.DataFrame, fill: Mapping[str, Any], rules: RowRules) ->
     until something asks for the whole column (checks read constant columns on row 0), so a
     log's run identity, module, label … cost nothing per row (~16 bytes per row per string
     column before)."""
+    dtypes = {f.name: _rule_dtype(f) for f in rules.fields}
     if frame.width == 0:  # a frame without columns has no rows: nothing to broadcast to
-        return pl.DataFrame(schema={f.name: _rule_dtype(f) for f in rules.fields})
-    lits = [
-        pl.lit(v, dtype=_rule_dtype(f)).alias(f.name)
-        for f in rules.fields
-        if (v := fill.get(f.name, _MISSING)) is not _MISSING
-    ]
+        return pl.DataFrame(schema=dtypes)
+    lits = [pl.lit(value, dtype=dtypes[name]).alias(name) for name, value in fill.items()]
     return frame.with_columns(lits).select([f.name for f in rules.fields])
 
 
