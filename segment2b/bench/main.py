@@ -26,6 +26,7 @@ from typing import Any
 
 from segment2b.bench import lanes
 from segment2b.bench.context import BenchContext
+from segment2b.bench.probe import machine_probe
 from segment2b.bench.report import render_markdown, render_text
 from segment2b.bench.sweep import run_sweep
 from segment2b.resources import SegmentStore, WorldSettings
@@ -72,12 +73,15 @@ NOTES = [
     "Witness lane runs pure only: the Dagster definitions fix the panel at the four "
     "required seeds. Lane budgets are checked against process wall-clock.",
     "Dagster overhead: the certification lane runs the same work pure (one process) and "
-    "through the Dagster jobs (`execute_in_process`, as `segment2b run`). Per stage, 'Dagster "
-    "step s' is STEP_START → STEP_SUCCESS from the run's event log, so it also holds what the "
-    "asset bodies add over the pure state (gate metrics, asset checks, metadata). 'outside "
-    "steps' is job wall-clock not inside any step (run launch, planning, event-log writes).",
-    "The machine may be shared: load averages at start and end are recorded; compare runs "
-    "at similar load.",
+    "through the Dagster jobs (`execute_in_process`, one seed after the other, like the pure "
+    "lane); the lane is also timed as users run it, `segment2b run` (two seeds side by side). "
+    "Per stage, 'Dagster step s' is STEP_START → STEP_SUCCESS from the run's event log, so it "
+    "also holds what the asset bodies add over the pure state (gate metrics, asset checks, "
+    "metadata). 'outside steps' is job wall-clock not inside any step (run launch, planning, "
+    "event-log writes).",
+    "The machine may be shared and its speed drifts: load averages and a machine probe (a "
+    "fixed workload, `bench/probe.py`) are recorded at start and end; compare reports only at "
+    "similar probe times.",
 ]
 
 
@@ -222,6 +226,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "host": _host(),
             "git": _git(),
             "load_start": _load(),
+            "probe_start": machine_probe(),
             "world": knobs,
             "policies": policies or str(lanes.default_pack_path(None)),
             "work_root": str(ctx.root),
@@ -231,8 +236,10 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "notes": NOTES,
     }
 
-    def save() -> None:
+    def save(*, final: bool = False) -> None:
         doc["meta"]["load_end"] = _load()
+        if final:
+            doc["meta"]["probe_end"] = machine_probe()
         doc["meta"]["bench_s"] = time.perf_counter() - t_start
         if "runtime_report" in doc:
             doc["findings"] = findings(doc)
@@ -261,7 +268,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 
         factors = tuple(int(f) for f in args.sweep_factors.split(","))
         doc["sweep"] = run_sweep(ctx, knobs, profile, factors=factors, on_point=on_point)
-    save()
+    save(final=True)
     ctx.finish()
     sweep_failed = any(p["failures"] for p in (doc.get("sweep") or {}).get("scales", []))
     if not doc["failures"] and not sweep_failed and not ctx.keep:

@@ -258,6 +258,10 @@ def _sections(doc: Mapping[str, Any]) -> list[tuple[str, tuple[list[str], list[l
     return out
 
 
+def _probe(probe: Mapping[str, Any] | None) -> str:
+    return "n/a" if not probe else f"{probe['total_s']:.3f} s"
+
+
 def _meta_lines(doc: Mapping[str, Any]) -> list[str]:
     meta = doc["meta"]
     host = meta["host"]
@@ -268,6 +272,8 @@ def _meta_lines(doc: Mapping[str, Any]) -> list[str]:
         f"Python {host['python']}, polars {host['polars']}, numpy {host['numpy']}, "
         f"dagster {host['dagster']}",
         f"load average at start / end: {meta['load_start']} / {meta.get('load_end')}",
+        f"machine probe (fixed workload, bench/probe.py) at start / end: "
+        f"{_probe(meta.get('probe_start'))} / {_probe(meta.get('probe_end'))}",
         f"code: {meta['git']}",
         f"world: profile {world['profile']}, {world['n_merchants']:,} merchants, "
         f"{world['roster_arrivals']:,} roster arrivals; policies {meta['policies']}",

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from segment2b.bench import lanes, sweep
+from segment2b.bench.probe import machine_probe
 from segment2b.bench.procs import ChildResult, running_step
 from segment2b.bench.report import (
     fmt_rate,
@@ -183,6 +184,7 @@ def _doc() -> dict[str, Any]:
             },
             "load_start": "1.0",
             "load_end": "1.0",
+            "probe_start": {"total_s": 0.3017},
             "git": "HEAD abc",
             "world": {"profile": "realistic", "n_merchants": 1238, "roster_arrivals": 400000},
             "policies": "policies",
@@ -240,7 +242,15 @@ def test_render_text_and_markdown() -> None:
         assert "62.5k" in out and "530" in out and "timeout" in out
     assert "Preamble." in md and "## Findings" in md and "**HOLD**" in md
     assert "Dagster overhead" not in md  # no Dagster lane measured
+    assert "machine probe (fixed workload, bench/probe.py) at start / end: 0.302 s / n/a" in md
     json.dumps(doc)  # the document is JSON-ready
+
+
+def test_machine_probe_times_every_part() -> None:
+    probe = machine_probe()
+    parts = [k for k in probe if k != "total_s"]
+    assert len(parts) == 4 and all(probe[k] > 0 for k in parts)
+    assert probe["total_s"] == pytest.approx(sum(probe[k] for k in parts), abs=1e-3)
 
 
 def test_salvaged_steps_keep_what_a_killed_child_finished() -> None:

@@ -1,0 +1,44 @@
+"""A fixed workload timed at the start and at the end of a benchmark run.
+
+The machine is shared and its speed drifts during a day (on 2026-11-27 the same code's pure
+certification lane took 35.7 s at 06:08 and 48.6 s at 08:35). The probe times the kinds of work
+the states do (SHA-256 over a buffer, a numpy sort, a polars group-by, plain Python) on fixed
+inputs, so two reports can be compared by their probes: figures of runs whose probes differ are
+not comparable without scaling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+
+PROBE_REPEATS = 3
+"""Best of three per part: the machine's speed at that moment, not its worst hiccup."""
+
+
+def _best(fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(PROBE_REPEATS):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def machine_probe() -> dict[str, float]:
+    """Seconds per part of the fixed workload (best of :data:`PROBE_REPEATS`) and their sum."""
+    rng = np.random.default_rng(20261127)
+    buffer = rng.integers(0, 256, 64 << 20, dtype=np.uint8).tobytes()
+    values = rng.random(2_000_000)
+    frame = pl.DataFrame({"k": rng.integers(0, 50_000, 2_000_000), "v": values})
+    parts = {
+        "sha256_64mib_s": _best(lambda: hashlib.sha256(buffer).digest()),
+        "numpy_sort_2m_s": _best(lambda: np.sort(values)),
+        "polars_group_by_2m_s": _best(lambda: frame.group_by("k").agg(pl.col("v").sum())),
+        "python_loop_1m_s": _best(lambda: sum(i * i for i in range(1_000_000))),
+    }
+    return {**{k: round(v, 4) for k, v in parts.items()}, "total_s": round(sum(parts.values()), 4)}
