@@ -226,7 +226,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "host": _host(),
             "git": _git(),
             "load_start": _load(),
-            "probe_start": machine_probe(),
+            "probe_start": machine_probe(ctx.root),
             "world": knobs,
             "policies": policies or str(lanes.default_pack_path(None)),
             "work_root": str(ctx.root),
@@ -239,7 +239,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     def save(*, final: bool = False) -> None:
         doc["meta"]["load_end"] = _load()
         if final:
-            doc["meta"]["probe_end"] = machine_probe()
+            doc["meta"]["probe_end"] = machine_probe(ctx.root)
         doc["meta"]["bench_s"] = time.perf_counter() - t_start
         if "runtime_report" in doc:
             doc["findings"] = findings(doc)

@@ -2,16 +2,19 @@
 
 The machine is shared and its speed drifts during a day (on 2026-11-27 the same code's pure
 certification lane took 35.7 s at 06:08 and 48.6 s at 08:35). The probe times the kinds of work
-the states do (SHA-256 over a buffer, a numpy sort, a polars group-by, plain Python) on fixed
-inputs, so two reports can be compared by their probes: figures of runs whose probes differ are
-not comparable without scaling.
+the states do (SHA-256 over a buffer, a numpy sort, a polars group-by, plain Python, writing a
+file to disk) on fixed inputs, so two reports can be compared by their probes: figures of runs
+whose probes differ are not comparable without scaling.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -29,8 +32,21 @@ def _best(fn: Callable[[], object]) -> float:
     return min(times)
 
 
-def machine_probe() -> dict[str, float]:
-    """Seconds per part of the fixed workload (best of :data:`PROBE_REPEATS`) and their sum."""
+def _write_and_sync(folder: Path, data: bytes) -> None:
+    path = folder / f"probe_{uuid.uuid4().hex}.bin"
+    try:
+        with path.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def machine_probe(folder: Path) -> dict[str, float]:
+    """Seconds per part of the fixed workload (best of :data:`PROBE_REPEATS`) and their sum;
+    the disk part writes (and syncs) a 64 MiB file in ``folder``: put it where the logs go."""
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20261127)
     buffer = rng.integers(0, 256, 64 << 20, dtype=np.uint8).tobytes()
     values = rng.random(2_000_000)
@@ -40,5 +56,6 @@ def machine_probe() -> dict[str, float]:
         "numpy_sort_2m_s": _best(lambda: np.sort(values)),
         "polars_group_by_2m_s": _best(lambda: frame.group_by("k").agg(pl.col("v").sum())),
         "python_loop_1m_s": _best(lambda: sum(i * i for i in range(1_000_000))),
+        "write_sync_64mib_s": _best(lambda: _write_and_sync(folder, buffer)),
     }
     return {**{k: round(v, 4) for k, v in parts.items()}, "total_s": round(sum(parts.values()), 4)}

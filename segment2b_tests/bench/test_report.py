@@ -246,10 +246,11 @@ def test_render_text_and_markdown() -> None:
     json.dumps(doc)  # the document is JSON-ready
 
 
-def test_machine_probe_times_every_part() -> None:
-    probe = machine_probe()
+def test_machine_probe_times_every_part(tmp_path: Path) -> None:
+    probe = machine_probe(tmp_path / "work")
     parts = [k for k in probe if k != "total_s"]
-    assert len(parts) == 4 and all(probe[k] > 0 for k in parts)
+    assert len(parts) == 5 and all(probe[k] > 0 for k in parts)
+    assert list((tmp_path / "work").iterdir()) == []  # the disk part cleans up
     assert probe["total_s"] == pytest.approx(sum(probe[k] for k in parts), abs=1e-3)
 
 
