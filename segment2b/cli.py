@@ -20,6 +20,7 @@ import dagster as dg
 
 from segment2b.partitions import REQUIRED_SEEDS
 from segment2b.policy.store import POLICIES_ENV
+from segment2b.startup import import_settled
 from segment2b.storage.home import HOME_ENV, default_home
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +82,13 @@ def _execute_seeds(job_name: str, rc: dict[str, Any], seeds: Sequence[int], jobs
             log.info("%s seed=%s done in %.2fs", job_name, seed, _execute(job_name, rc, str(seed)))
         return
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked sqlite handles
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    # Each worker imports the Definitions as the command itself does (segment2b.startup).
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=ctx,
+        initializer=import_settled,
+        initargs=("segment2b.definitions",),
+    ) as pool:
         futures = {pool.submit(_execute, job_name, rc, str(seed)): seed for seed in seeds}
         for future in as_completed(futures):
             log.info("%s seed=%s done in %.2fs", job_name, futures[future], future.result())
