@@ -41,6 +41,7 @@ import pyarrow as pa
 from segment2b.catalogue.schemas import json_errors
 from segment2b.core.philox import counters_from_base
 from segment2b.errors import SegmentError
+from segment2b.storage import jsonl_render
 from segment2b.storage.digests import sha256_file
 from segment2b.storage.home import StorageHome
 from segment2b.storage.publish import PublishResult, publish_folder
@@ -92,6 +93,7 @@ _TS = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z$")
 _UNSAFE = r"[^ !#-\[\]-~]"
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_WRITE_BYTES = 1 << 20
 CHUNK_ROWS = 32_768
 """Rows serialised per polars call: ~25 MB of lines, so memory stays bounded and warm."""
 
@@ -234,14 +236,18 @@ class CounterLaw:
 class JsonlPlan:
     """How to serialise every row of ``frame`` as one JSONL line (keys sorted).
 
-    ``ts`` = ``(created_utc, a, b)`` adds ``ts_utc = created_utc + (a * row + b) µs`` (time
-    law) without materialising it for the whole file; ``derive`` adds other columns that follow
-    from the row numbers (e.g. :class:`CounterLaw`), chunk by chunk. ``rows`` is the row count
-    when ``frame`` has no columns (every column derived). Build with :func:`jsonl_plan`.
+    ``program`` is the line layout (:mod:`segment2b.storage.jsonl_render`); integer piece ``k``
+    prints column ``ints[k]`` and text piece ``k`` copies column ``texts[k]``. ``ts`` =
+    ``(created_utc, a, b)`` gives ``ts_utc = created_utc + (a * row + b) µs`` (time law),
+    printed by the renderer from the row number; ``derive`` adds other columns that follow from
+    the row numbers (e.g. :class:`CounterLaw`), chunk by chunk. ``rows`` is the row count when
+    ``frame`` has no columns (every column derived). Build with :func:`jsonl_plan`.
     """
 
     frame: pl.DataFrame
-    expr: pl.Expr
+    program: jsonl_render.Program
+    ints: tuple[str, ...]
+    texts: tuple[str, ...]
     ts: tuple[str, int, int] | None = None
     derive: Derive | None = None
     rows: int | None = None
@@ -250,24 +256,58 @@ class JsonlPlan:
     def n(self) -> int:
         return self.frame.height if self.rows is None else self.rows
 
-    def chunk(self, start: int, stop: int) -> pl.Series:
-        """Lines of rows ``[start, stop)``."""
-        stop = min(stop, self.n)
-        if stop <= start:
-            return pl.Series("line", [], dtype=pl.String)
-        extra: dict[str, pl.Series] = {}
+    def render(
+        self, start: int, stop: int, *, out: np.ndarray | None = None
+    ) -> jsonl_render.Rendered:
+        """The bytes of rows ``[start, stop)`` (into ``out`` when it is large enough, so a
+        writer reuses one buffer instead of faulting in fresh pages per chunk)."""
+        stop = max(start, min(stop, self.n))
+        rows = stop - start
+        cols: dict[str, pl.Series] = {}
+        if self.frame.width:
+            sub = self.frame.slice(start, rows)
+            cols = {
+                name: sub.get_column(name)
+                for name in (*self.ints, *self.texts)
+                if name in sub.columns
+            }
         if self.derive is not None:
-            extra |= self.derive(start, stop)
+            cols |= self.derive(start, stop)
+        first, step = 0, 0
         if self.ts is not None:
             created, a, b = self.ts
-            k = a * np.arange(start, stop, dtype=np.int64) + b
-            # The two ts pieces go straight into the line (no ts_utc string per row).
-            extra |= {s.name: s for s in _ts_parts(created, k)}
-        if self.frame.width:
-            sub = self.frame.slice(start, stop - start).with_columns(**extra)
-        else:
-            sub = pl.DataFrame(extra)
-        return sub.select(self.expr.alias("line")).to_series()
+            first, step = _parse_ts(created) + a * start + b, a
+        return jsonl_render.render(
+            self.program,
+            rows,
+            ints=[cols[name].to_numpy() for name in self.ints],
+            texts=[_text_buffers(cols[name]) for name in self.texts],
+            ts=(first, step),
+            out=out,
+        )
+
+    def chunk(self, start: int, stop: int) -> pl.Series:
+        """Lines of rows ``[start, stop)`` as strings (tests and small files)."""
+        done = self.render(start, stop)
+        text = bytes(done.data).decode("ascii")
+        lines = text.splitlines(keepends=True)
+        return pl.Series("line", lines, dtype=pl.String)
+
+
+def _text_buffers(col: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(data, offsets)`` of a string column in Arrow's large-string layout."""
+    if col.dtype != pl.String:
+        col = col.cast(pl.String)
+    arr = col.to_arrow(compat_level=pl.CompatLevel.oldest())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count:
+        msg = f"text column {col.name!r} holds nulls"
+        raise ValueError(msg)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=arr.offset + len(arr) + 1)
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    return data, offsets[arr.offset :]
 
 
 def jsonl_plan(
@@ -278,7 +318,7 @@ def jsonl_plan(
     derive: Derive | None = None,
     rows: int | None = None,
 ) -> JsonlPlan:
-    """Compile ``fields`` (JSON key -> :class:`Const` | :class:`Col`) into one ``concat_str``.
+    """Compile ``fields`` (JSON key -> :class:`Const` | :class:`Col`) into one line layout.
 
     Keys are sorted once; constant runs (keys, separators, constant values, the quotes around
     escape-free string columns) are merged into single literals. ``Col(..., "str")`` columns
@@ -293,47 +333,45 @@ def jsonl_plan(
     and ``": "`` separators, ASCII escapes, integers exact, floats by ``repr``.
     """
     frame_cols: dict[str, pl.Series] = {}
-    pieces: list[pl.Expr | str] = ["{"]
+    ints: list[str] = []
+    texts: list[str] = []
+    pieces: list[tuple[int, int] | bytes] = [b"{"]
+
+    def column(names: list[str], op: int, name: str) -> tuple[int, int]:
+        if name not in names:
+            names.append(name)
+        return op, names.index(name)
+
     for i, key in enumerate(sorted(fields)):
         spec = fields[key]
-        pieces.append(("" if i == 0 else ", ") + json.dumps(key, ensure_ascii=True) + ": ")
+        head = ("" if i == 0 else ", ") + json.dumps(key, ensure_ascii=True) + ": "
+        pieces.append(head.encode("ascii"))
         if isinstance(spec, Const):
-            pieces.append(json.dumps(spec.value, ensure_ascii=True, sort_keys=True))
+            text = json.dumps(spec.value, ensure_ascii=True, sort_keys=True)
+            pieces.append(text.encode("ascii"))
         elif spec.kind == "int":
-            pieces.append(pl.col(spec.name).cast(pl.String))
+            pieces.append(column(ints, jsonl_render.OP_INT, spec.name))
         elif spec.kind == "json":
-            pieces.append(pl.col(spec.name))
+            pieces.append(column(texts, jsonl_render.OP_TEXT, spec.name))
         elif spec.kind == "safe":
-            pieces += ['"', pl.col(spec.name), '"']
+            pieces += [b'"', column(texts, jsonl_render.OP_TEXT, spec.name), b'"']
         elif spec.name == "ts_utc" and ts is not None:
-            # Time law: "<YYYY-MM-DDTHH:MM:SS.><ffffff>Z" (needs no escaping); the pieces are
-            # the columns :meth:`JsonlPlan.chunk` adds per chunk.
-            pieces += ['"', pl.col(_TS_PREFIX), _TS_FRACTION, 'Z"']
+            # Time law: the renderer prints "YYYY-MM-DDTHH:MM:SS.ffffffZ" from the row number.
+            pieces += [b'"', (jsonl_render.OP_TS, 0), b'"']
         else:
             col = frame.get_column(spec.name).cast(pl.String)
             if _safe_strings(col):
-                pieces += ['"', pl.col(spec.name).cast(pl.String), '"']
+                pieces += [b'"', column(texts, jsonl_render.OP_TEXT, spec.name), b'"']
             else:
                 uniq = col.unique(maintain_order=True)
                 mapped = pl.Series(json_strings(uniq.to_list()), dtype=pl.String)
                 frame_cols[spec.name] = col.replace_strict(uniq, mapped)
-                pieces.append(pl.col(spec.name))
-    pieces.append("}\n")
-    merged: list[pl.Expr] = []
-    buf = ""
-    for p in pieces:
-        if isinstance(p, str):
-            buf += p
-            continue
-        if buf:
-            merged.append(pl.lit(buf))
-            buf = ""
-        merged.append(p)
-    if buf:
-        merged.append(pl.lit(buf))
+                pieces.append(column(texts, jsonl_render.OP_TEXT, spec.name))
+    pieces.append(b"}\n")
     if frame_cols:
         frame = frame.with_columns(**frame_cols)
-    return JsonlPlan(frame, pl.concat_str(merged), ts, derive, rows)
+    program = jsonl_render.Program.build(pieces)
+    return JsonlPlan(frame, program, tuple(ints), tuple(texts), ts, derive, rows)
 
 
 def plan_lines(plan: JsonlPlan) -> pl.Series:
@@ -354,12 +392,9 @@ def lines_bytes(lines: pl.Series) -> bytes:
 
 
 def plan_bytes(plan: JsonlPlan, *, chunk_rows: int = CHUNK_ROWS) -> bytes:
-    """The file bytes of a whole plan (in-memory files such as S6's trace tail), rendered
-    chunk by chunk and joined once from the line buffers (no intermediate ``str``)."""
+    """The file bytes of a whole plan (in-memory files such as S6's trace tail)."""
     return b"".join(
-        part
-        for a in range(0, plan.n, chunk_rows)
-        for part in line_buffers(plan.chunk(a, min(a + chunk_rows, plan.n)))
+        plan.render(a, a + chunk_rows).data.tobytes() for a in range(0, plan.n, chunk_rows)
     )
 
 
@@ -416,16 +451,9 @@ def write_series(fh: Any, lines: pl.Series, *hashers: Any) -> int:
     """Append a line series verbatim to an open binary file; returns bytes written.
 
     ``hashers`` (``hashlib`` objects) are fed the same bytes in the same order, so digests come
-    from the buffers already in memory instead of a second read of the file. Both ``write``
-    and ``update`` release the GIL on these multi-MB buffers.
+    from the buffers already in memory instead of a second read of the file.
     """
-    total = 0
-    for mv in line_buffers(lines):
-        fh.write(mv)
-        for h in hashers:
-            h.update(mv)
-        total += len(mv)
-    return total
+    return sum(_write(fh, mv, hashers) for mv in line_buffers(lines))
 
 
 @dataclass(frozen=True)
@@ -454,6 +482,17 @@ class WrittenFolder:
     sha256: str | None
 
 
+def _write(fh: Any, data: Any, hashers: Sequence[Any]) -> int:
+    """Append bytes to an open file and feed them to ``hashers`` (``hashlib`` objects: both
+    ``write`` and ``update`` release the GIL on multi-MB buffers); returns bytes written."""
+    view = memoryview(data).cast("B")
+    for a in range(0, len(view), _WRITE_BYTES):
+        fh.write(view[a : a + _WRITE_BYTES])
+    for h in hashers:
+        h.update(view)
+    return len(view)
+
+
 def write_jsonl(
     path: Path,
     plan: JsonlPlan,
@@ -463,19 +502,21 @@ def write_jsonl(
     chunk_rows: int = CHUNK_ROWS,
 ) -> WrittenFile:
     """Serialise rows ``[start, stop)`` of a plan into ``path``, chunk by chunk (bounded memory,
-    zero-copy writes), hashing the bytes on the way."""
+    one reused render buffer), hashing the bytes on the way."""
     path.parent.mkdir(parents=True, exist_ok=True)
     end = plan.n if stop is None else stop
     first = last = None
     size = 0
     h = hashlib.sha256()
+    out: np.ndarray | None = None
     with path.open("wb") as fh:
         for a in range(start, end, chunk_rows):
-            lines = plan.chunk(a, min(a + chunk_rows, end))
+            done = plan.render(a, min(a + chunk_rows, end), out=out)
+            out = done.buffer
             if a == start:
-                first = str(lines[0])
-            last = str(lines[-1])
-            size += write_series(fh, lines, h)
+                first = done.line(0)
+            last = done.line(done.rows - 1)
+            size += _write(fh, done.span(0, done.rows), (h,))
     return WrittenFile(path, end - start, size, first, last, h.hexdigest())
 
 
@@ -494,15 +535,17 @@ def write_jsonl_folder(
     spans = [(p, r) for p, r in sorted(ranges.items(), key=lambda kv: kv[1]) if r[1] > r[0]]
     rels = [p.relative_to(root).as_posix() for p, _ in spans] if root is not None else None
     folder = hashlib.sha256() if rels is not None and rels == sorted(rels) else None
-    out: dict[Path, WrittenFile] = {}
+    out_files: dict[Path, WrittenFile] = {}
     k = 0
     fh: Any = None
     h: Any = None
     state: dict[str, Any] = {}
+    buffer: np.ndarray | None = None
     try:
         for a in range(0, plan.n, chunk_rows):
             b = min(a + chunk_rows, plan.n)
-            lines = plan.chunk(a, b)
+            done = plan.render(a, b, out=buffer)
+            buffer = done.buffer
             while k < len(spans) and spans[k][1][0] < b:
                 path, (lo, hi) = spans[k]
                 if fh is None:
@@ -511,29 +554,29 @@ def write_jsonl_folder(
                     h = hashlib.sha256()
                     state = {"rows": 0, "bytes": 0, "first": None}
                 s0, s1 = max(lo, a), min(hi, b)
-                part = lines.slice(s0 - a, s1 - s0)
-                size = write_series(fh, part, *(h, folder) if folder is not None else (h,))
+                hashers = (h, folder) if folder is not None else (h,)
+                size = _write(fh, done.span(s0 - a, s1 - a), hashers)
                 if state["first"] is None:
-                    state["first"] = str(part[0])
-                state["rows"] += part.len()
+                    state["first"] = done.line(s0 - a)
+                state["rows"] += s1 - s0
                 state["bytes"] += size
                 if hi > b:
                     break
                 fh.close()
                 fh = None
-                out[path] = WrittenFile(
+                out_files[path] = WrittenFile(
                     path,
                     state["rows"],
                     state["bytes"],
                     state["first"],
-                    str(part[-1]),
+                    done.line(s1 - a - 1),
                     h.hexdigest(),
                 )
                 k += 1
     finally:
         if fh is not None:
             fh.close()
-    return WrittenFolder(out, folder.hexdigest() if folder is not None else None)
+    return WrittenFolder(out_files, folder.hexdigest() if folder is not None else None)
 
 
 def write_jsonl_split(

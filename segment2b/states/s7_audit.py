@@ -769,10 +769,12 @@ def _matches(plan: rng_logs.JsonlPlan, arrays: Sequence[np.ndarray]) -> np.ndarr
     """Per-row line lengths if rendering ``plan`` reproduces the files exactly, else None."""
     stream = _FileStream(arrays)
     line_ends: list[np.ndarray] = []
+    out: np.ndarray | None = None
     for start in range(0, plan.n, _RENDER_ROWS):
-        lines = plan.chunk(start, min(start + _RENDER_ROWS, plan.n))
-        line_ends.append(lines.str.len_bytes().to_numpy())
-        if not all(stream.match(part) for part in rng_logs.line_buffers(lines)):
+        done = plan.render(start, start + _RENDER_ROWS, out=out)
+        out = done.buffer
+        line_ends.append(done.lengths().astype(np.uint32))
+        if not stream.match(done.data):
             return None
     if not stream.exhausted:
         return None
