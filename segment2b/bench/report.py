@@ -262,6 +262,11 @@ def _probe(probe: Mapping[str, Any] | None) -> str:
     return "n/a" if not probe else f"{probe['total_s']:.3f} s"
 
 
+def _first_write(probe: Mapping[str, Any] | None) -> str:
+    value = (probe or {}).get("first_write_256mib_s")
+    return "n/a" if value is None else f"{value:.3f} s"
+
+
 def _meta_lines(doc: Mapping[str, Any]) -> list[str]:
     meta = doc["meta"]
     host = meta["host"]
@@ -274,6 +279,8 @@ def _meta_lines(doc: Mapping[str, Any]) -> list[str]:
         f"load average at start / end: {meta['load_start']} / {meta.get('load_end')}",
         f"machine probe (fixed workload, bench/probe.py) at start / end: "
         f"{_probe(meta.get('probe_start'))} / {_probe(meta.get('probe_end'))}",
+        f"first 256 MiB page-cache write (bench/probe.py) at start / end: "
+        f"{_first_write(meta.get('probe_start'))} / {_first_write(meta.get('probe_end'))}",
         f"code: {meta['git']}",
         f"world: profile {world['profile']}, {world['n_merchants']:,} merchants, "
         f"{world['roster_arrivals']:,} roster arrivals; policies {meta['policies']}",
