@@ -38,6 +38,7 @@ __all__ = [
     "Program",
     "Rendered",
     "render",
+    "warm_up",
 ]
 
 OP_LIT = 0
@@ -331,3 +332,12 @@ def render(
         ends,
     )
     return Rendered(out[:size], ends, out)
+
+
+def warm_up() -> int:
+    """Compile the kernel now (or load it from numba's cache): ``make`` calls this once after
+    installing, so the first run's two seed workers do not both compile it (≈3 s each)."""
+    program = Program.build([b"{", (OP_INT, 0), b'"', (OP_TEXT, 0), (OP_TS, 0), b"}\n"])
+    data = np.frombuffer(b"x", dtype=np.uint8)
+    done = render(program, 1, ints=[np.zeros(1, dtype=np.uint64)], texts=[(data, np.array([0, 1]))])
+    return done.rows

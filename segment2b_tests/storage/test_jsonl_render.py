@@ -141,3 +141,7 @@ def test_text_offsets_must_cover_every_row() -> None:
     data, offsets = _text([b"a", b"b"])
     with pytest.raises(ValueError, match="text column 0"):
         jr.render(program, 3, texts=[(data, offsets)])
+
+
+def test_warm_up_renders_one_line() -> None:
+    assert jr.warm_up() == 1
