@@ -17,6 +17,7 @@ serial run.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -1494,7 +1495,8 @@ def run_s5(
     .to_frame()) and whose ``extras["routing"]`` is the :class:`S5Routing` that S6 joins by
     arrival position.
 
-    ``join_s6`` (S5 and S6 in one step): called once everything is rendered and checked, with
+    ``join_s6`` (S5 and S6 in one step): called on its own thread once the arrivals are routed
+    (its result or failure is taken once everything is rendered and checked), with
     a provisional outcome (``extras`` routing and roster digest, ``report["roster"]``), it
     prepares S6 and returns its trace tail. S5 then publishes its trace rows and S6's tail as
     one file (:func:`~segment2b.states.rng_logs.publish_trace_s5_s6`) instead of leaving S6 to
@@ -1505,8 +1507,9 @@ def run_s5(
     plan inputs are read while the roster is parsed; the trace, which depends on the arrival
     count alone, is rendered while the main thread plans and routes; then the two event
     families and the selection log are rendered, each file hashed from the buffers it was
-    written from. Checks still fail in the order of s5 §6 (a worker's failure is raised only
-    where the serial algorithm would have reached it), and nothing is visible before publish.
+    written from, while S6 is prepared on a third thread (``join_s6``). Checks still fail in
+    the order of s5 §6 (a worker's failure is raised only where the serial algorithm would have
+    reached it), and nothing is visible before publish.
     """
     t_start = time.perf_counter()
     ev = open_run_evidence(
@@ -1564,7 +1567,9 @@ def run_s5(
     tokens = RunTokens(seed, parameter_hash, manifest_fingerprint, run_id, created_utc)
     stage_root = home.tmp / f"s5_stage_{uuid.uuid4().hex}"
     join: TraceJoin | None = None
+    s6_job: Future[TraceJoin] | None = None
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s5")
+    s6_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s5-s6")
     try:
         inputs_job = pool.submit(_read_plan_inputs, home, ev, plan_tokens, layout)
         roster = parse_roster(ev.sealed_bytes("s5_arrival_roster", run_tokens), prefix=PREFIX)
@@ -1605,6 +1610,21 @@ def run_s5(
         t_plan = time.perf_counter()
         routing = route_arrivals(roster, plan, stream, prefix=PREFIX)
         t_route = time.perf_counter()
+        if join_s6 is not None:
+            # S6 needs only the routing: prepare it on its own thread while S5 renders. Its
+            # outcome is collected (and a failure raised) where the serial order reaches it.
+            s6_job = s6_pool.submit(
+                lambda: join_s6(
+                    StateOutcome(
+                        frame=pl.DataFrame(),
+                        report={"roster": posture_job.result()},
+                        extras={
+                            "routing": routing,
+                            "roster_sha256": ev.rows["s5_arrival_roster"]["sha256_hex"],
+                        },
+                    )
+                )
+            )
 
         group_job = pool.submit(
             stage,
@@ -1672,17 +1692,8 @@ def run_s5(
             )
         posture = posture_job.result()
         t_lines = time.perf_counter()
-        if join_s6 is not None:
-            join = join_s6(
-                StateOutcome(
-                    frame=pl.DataFrame(),
-                    report={"roster": posture},
-                    extras={
-                        "routing": routing,
-                        "roster_sha256": ev.rows["s5_arrival_roster"]["sha256_hex"],
-                    },
-                )
-            )
+        if s6_job is not None:
+            join = s6_job.result()
         t_join = time.perf_counter()
 
         # Publish (everything above validated; nothing is visible until here).
@@ -1764,14 +1775,19 @@ def run_s5(
             )
         )
     except BaseException:
+        if join is None and s6_job is not None and not s6_job.cancel():
+            # S5 failed while S6 was being prepared: wait for it, so it can be abandoned.
+            with contextlib.suppress(Exception):
+                join = s6_job.result()
         if join is not None:
             join.abandon()
         raise
     finally:
         # A failure stops queued renders; running ones finish before the stage is removed.
+        s6_pool.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(stage_root, ignore_errors=True)
-    t_end = time.perf_counter() - (t_join - t_lines)  # S6's preparation is not S5's time
+    t_end = time.perf_counter() - (t_join - t_lines)  # waiting for S6 is not S5's time
 
     elapsed = t_end - t_start
     first = {"hi": stream.counter_hi, "lo": stream.counter_lo}

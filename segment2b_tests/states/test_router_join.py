@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from segment2b.errors import SegmentError
-from segment2b.states import rng_logs
+from segment2b.states import rng_logs, s5_router
 from segment2b.states.outcome import StateOutcome
 from segment2b.states.s5_router import run_s5
 from segment2b.states.s6_edge_router import S6Pending, prepare_s6, run_s6
@@ -90,6 +90,60 @@ def test_an_s6_failure_in_the_join_publishes_nothing(tmp_path: Path) -> None:
     assert exc.value.code == "2B-S6-031"
     assert not (run.home.root / "logs").exists() or _logs(run) == {}
     assert not list(run.home.tmp.iterdir())
+
+
+class _RecordingJoin:
+    """A prepared S6 that records whether S5 abandoned it."""
+
+    def __init__(self) -> None:
+        self.tail = b""
+        self.input_version = "v6"
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        self.abandoned = True
+
+
+def _break_site_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise SegmentError("2B-S5-050", "site family could not be rendered")
+
+    monkeypatch.setattr(s5_router, "s5_site_plan", broken)
+
+
+def test_an_s5_failure_while_s6_is_prepared_abandons_s6(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # S6 is prepared on its own thread while S5 renders: an S5 failure in that window must
+    # still abandon what S6 prepared, publish nothing and raise S5's code.
+    run = sealed_run(tmp_path)
+    prepared: list[_RecordingJoin] = []
+
+    def recording_s6(_so_far: StateOutcome) -> _RecordingJoin:
+        prepared.append(_RecordingJoin())
+        return prepared[-1]
+
+    _break_site_family(monkeypatch)
+    with pytest.raises(SegmentError) as exc:
+        run_s5(run.home, **s5_kwargs(run), join_s6=recording_s6)
+    assert exc.value.code == "2B-S5-050"
+    assert len(prepared) == 1 and prepared[0].abandoned
+    assert not (run.home.root / "logs").exists() or _logs(run) == {}
+    assert not list(run.home.tmp.iterdir())
+
+
+def test_s5_failures_come_before_s6_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = sealed_run(tmp_path)
+
+    def broken_s6(_so_far: StateOutcome) -> S6Pending:
+        raise SegmentError("2B-S6-031", "edge list invalid", dataset="virtual_edge_policy_v1")
+
+    _break_site_family(monkeypatch)
+    with pytest.raises(SegmentError) as exc:
+        run_s5(run.home, **s5_kwargs(run), join_s6=broken_s6)
+    assert exc.value.code == "2B-S5-050"  # the serial order: S5's renders, then S6
 
 
 # --- publish_trace_s5_s6 against publish_trace_s5 then publish_trace_s6 -----------------------
