@@ -28,6 +28,7 @@ import platform
 import re
 import shutil
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ __all__ = [
     "Const",
     "CounterLaw",
     "JsonlPlan",
+    "RenderStoppedError",
     "RunTokens",
     "TraceCopy",
     "WrittenFile",
@@ -493,24 +495,30 @@ def _write(fh: Any, data: Any, hashers: Sequence[Any]) -> int:
     return len(view)
 
 
+class RenderStoppedError(Exception):
+    """A render was told to stop (its output is incomplete and must be discarded)."""
+
+
 def write_jsonl(
     path: Path,
     plan: JsonlPlan,
     *,
-    start: int = 0,
-    stop: int | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    stop: threading.Event | None = None,
 ) -> WrittenFile:
-    """Serialise rows ``[start, stop)`` of a plan into ``path``, chunk by chunk (bounded memory,
-    one reused render buffer), hashing the bytes on the way."""
+    """Serialise every row of a plan into ``path``, chunk by chunk (bounded memory, one reused
+    render buffer), hashing the bytes on the way. ``stop`` set between two chunks raises
+    :class:`RenderStoppedError`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    end = plan.n if stop is None else stop
+    start, end = 0, plan.n
     first = last = None
     size = 0
     h = hashlib.sha256()
     out: np.ndarray | None = None
     with path.open("wb") as fh:
         for a in range(start, end, chunk_rows):
+            if stop is not None and stop.is_set():
+                raise RenderStoppedError(str(path))
             done = plan.render(a, min(a + chunk_rows, end), out=out)
             out = done.buffer
             if a == start:

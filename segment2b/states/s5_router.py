@@ -24,6 +24,7 @@ import os
 import platform
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -1427,12 +1428,19 @@ def _stage_file(
     key: str,
     dataset_id: str,
     build: Callable[[], rng_logs.JsonlPlan],
+    stop: threading.Event | None = None,
 ) -> rng_logs.WrittenFile:
     """Render one single-file log into ``stage_root/<key>/`` (hashed while written); its
-    rendered output path must carry the run tokens (``2B-S5-071``)."""
+    rendered output path must carry the run tokens (``2B-S5-071``). ``stop`` set: give up
+    between chunks (:class:`~segment2b.states.rng_logs.RenderStoppedError`)."""
     _ensure_tokens(home.rel(dataset_id, run_tokens), run_tokens, f"{PREFIX}-071", dataset_id)
     path = stage_root / key / home.path(dataset_id, run_tokens).name
-    return rng_logs.write_jsonl(path, build())
+    return rng_logs.write_jsonl(path, build(), stop=stop)
+
+
+def _line_count(data: bytes) -> int:
+    """Lines in ``data`` (a last line without its newline counts)."""
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
 
 def _stage_selection(
@@ -1570,21 +1578,37 @@ def run_s5(
     s6_job: Future[TraceJoin] | None = None
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s5")
     s6_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s5-s6")
+    stop_trace = threading.Event()  # set on failure: the trace render need not finish
     try:
         inputs_job = pool.submit(_read_plan_inputs, home, ev, plan_tokens, layout)
-        roster = parse_roster(ev.sealed_bytes("s5_arrival_roster", run_tokens), prefix=PREFIX)
-        n = roster.n
-        t_inputs = time.perf_counter()
-        # The trace echoes counters only (ctr0 + k): render it while routing runs.
+        roster_bytes = ev.sealed_bytes("s5_arrival_roster", run_tokens)
+        # The trace echoes counters only (ctr0 + k), so it follows from the arrival count:
+        # render it from the roster's line count while the roster is parsed and routed. A
+        # roster with blank lines (a different count) has it rendered again once parsed.
         stage = partial(_stage_file, home, stage_root, run_tokens)
-        trace_job = pool.submit(
-            stage,
-            key="trace",
-            dataset_id="rng_trace_log",
-            build=lambda: s5_trace_plan(
-                tokens, CounterLaw(stream.counter_hi, stream.counter_lo), 2 * n
-            ),
-        )
+
+        def trace(arrivals: int) -> Future[rng_logs.WrittenFile]:
+            return pool.submit(
+                stage,
+                key="trace",
+                dataset_id="rng_trace_log",
+                build=lambda: s5_trace_plan(
+                    tokens, CounterLaw(stream.counter_hi, stream.counter_lo), 2 * arrivals
+                ),
+                stop=stop_trace,
+            )
+
+        lines = _line_count(roster_bytes)
+        trace_job = trace(lines)
+        roster = parse_roster(roster_bytes, prefix=PREFIX)
+        n = roster.n
+        if n != lines:
+            stop_trace.set()
+            with contextlib.suppress(rng_logs.RenderStoppedError):
+                trace_job.result()
+            stop_trace.clear()
+            trace_job = trace(n)
+        t_inputs = time.perf_counter()
         posture_job = pool.submit(roster_posture, roster)
 
         inputs = inputs_job.result()
@@ -1775,6 +1799,7 @@ def run_s5(
             )
         )
     except BaseException:
+        stop_trace.set()
         if join is None and s6_job is not None and not s6_job.cancel():
             # S5 failed while S6 was being prepared: wait for it, so it can be abandoned.
             with contextlib.suppress(Exception):

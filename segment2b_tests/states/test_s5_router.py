@@ -1602,3 +1602,29 @@ def test_sealed_bytes_are_the_hashed_bytes(run: TinyRun) -> None:
     with pytest.raises(SegmentError) as exc:
         ev.sealed_bytes("s5_arrival_roster", run.tokens())
     assert "changed after S0 sealed" in str(exc.value)
+
+
+def test_a_roster_with_blank_lines_routes_like_the_same_roster_without(tmp_path: Path) -> None:
+    # S5 starts the trace from the roster's line count before parsing; blank lines (legal,
+    # skipped) make that count wrong, and the trace is rendered again from the parsed count.
+    plain, blank = sealed_run(tmp_path / "plain"), sealed_run(tmp_path / "blank")
+    rows = read_jsonl(plain.home.path("s5_arrival_roster", plain.tokens()))
+    reseal_roster(blank, [*rows[:2], "", *rows[2:], ""])
+    run_s5(plain.home, **s5_kwargs(plain))
+    run_s5(blank.home, **s5_kwargs(blank))
+    for ds in ("rng_trace_log", "rng_event_alias_pick_group", "rng_event_alias_pick_site"):
+        mine, theirs = blank.home.path(ds, blank.tokens()), plain.home.path(ds, plain.tokens())
+        assert mine.read_bytes() == theirs.read_bytes()
+    assert not list(blank.home.tmp.iterdir())
+
+
+def test_write_jsonl_stops_between_chunks_when_told(tmp_path: Path) -> None:
+    import threading
+
+    plan = rng_logs.jsonl_plan(pl.DataFrame({"k": np.arange(100)}), {"k": Col("k")})
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(rng_logs.RenderStoppedError):
+        rng_logs.write_jsonl(tmp_path / "x.jsonl", plan, chunk_rows=10, stop=stop)
+    done = rng_logs.write_jsonl(tmp_path / "y.jsonl", plan, chunk_rows=10, stop=threading.Event())
+    assert done.rows == 100
