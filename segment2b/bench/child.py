@@ -206,15 +206,18 @@ def _seed_states(
 
 
 def _attribute_s6_preparation(steps: list[dict], done: Mapping[str, Any]) -> None:
-    """Move the S6 work done inside S5's call (the join) from S5's seconds to S6's."""
-    join = getattr(done.get("S5"), "extras", {}).get("s6_join")
-    prepare_s = getattr(join, "prepare_s", None)
+    """Move the time S5's call spent waiting for S6's preparation (the join) from S5's seconds
+    to S6's. S6 is prepared on its own thread beside S5's rendering; only the part S5 waited
+    for is S6's in wall-clock terms (S5's ``durations_ms["s6_prepare"]``)."""
+    report = getattr(done.get("S5"), "report", {}) or {}
+    wait_ms = report.get("performance", {}).get("durations_ms", {}).get("s6_prepare")
     by_step = {rec["step"]: rec for rec in steps}
-    if prepare_s is None or "S5" not in by_step or "S6" not in by_step:
+    if wait_ms is None or "S5" not in by_step or "S6" not in by_step:
         return
-    by_step["S5"]["elapsed_s"] -= prepare_s
-    by_step["S6"]["elapsed_s"] += prepare_s
-    by_step["S6"]["start"] -= prepare_s
+    wait_s = float(wait_ms) / 1000
+    by_step["S5"]["elapsed_s"] -= wait_s
+    by_step["S6"]["elapsed_s"] += wait_s
+    by_step["S6"]["start"] -= wait_s
 
 
 def tolerate_band_drift() -> list[str]:

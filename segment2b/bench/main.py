@@ -42,7 +42,9 @@ NOTES = [
     "deleted afterwards (SEGMENT2B_BENCH_KEEP=1 keeps them).",
     "Per-state seconds are measured inside the child around the state function alone "
     "(`pipeline.state_runners`), so interpreter start-up and imports (≈2 s per child) are "
-    "excluded; lane 'process s' includes them, lane 'compute s' does not.",
+    "excluded; lane 'process s' includes them, lane 'compute s' does not. S5 and S6 run in "
+    "one call (S6 is prepared on a thread beside S5's rendering): S6's seconds are its "
+    "finish plus the time S5 waited for that preparation, and S5+S6 is the call's wall-clock.",
     "Peak memory is the kernel's high-water resident set (`ru_maxrss` from `os.wait4`) of the "
     "child that ran the step, so it is that step's own peak, native polars/numpy/Arrow "
     "allocations included (tracemalloc would see only Python objects). 'Δ RSS' subtracts the "

@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from segment2b.bench.child import UNITS, cli_run_argv
+from segment2b.bench.child import UNITS, _attribute_s6_preparation, cli_run_argv
 from segment2b.cli import main as cli_main
+from segment2b.states.outcome import StateOutcome
 from segment2b.storage.home import HOME_ENV
 
 
@@ -54,3 +55,20 @@ def test_cli_run_argv_is_accepted_by_the_command_line(monkeypatch: pytest.Monkey
     cli_main(cli_run_argv(spec))
     assert (str(seen["home"]), seen["merchants"], seen["arrivals"]) == ("/tmp/h", 200, 5000)
     assert "cli_run" in UNITS
+
+
+def test_only_the_wait_for_s6_moves_from_s5_to_s6() -> None:
+    # S6 is prepared beside S5's rendering; S5's report says how long S5 then waited for it.
+    s5 = StateOutcome(frame=None, report={"performance": {"durations_ms": {"s6_prepare": 250}}})
+    steps = [
+        {"step": "S5", "start": 10.0, "elapsed_s": 2.0},
+        {"step": "S6", "start": 12.0, "elapsed_s": 0.1},
+    ]
+    _attribute_s6_preparation(steps, {"S5": s5})
+    assert steps[0]["elapsed_s"] == pytest.approx(1.75)
+    assert steps[1]["elapsed_s"] == pytest.approx(0.35)
+    assert steps[1]["start"] == pytest.approx(11.75)
+    assert sum(s["elapsed_s"] for s in steps) == pytest.approx(2.1)  # the wall is kept
+    unjoined = [dict(s) for s in steps]
+    _attribute_s6_preparation(unjoined, {"S5": StateOutcome(frame=None, report={})})
+    assert unjoined == steps
