@@ -2,14 +2,15 @@
 
 * **Byte law** (``s5-router.md`` §3): every line equals
   ``json.dumps(obj, ensure_ascii=True, sort_keys=True) + "\\n"``. A :class:`JsonlPlan` compiles
-  a file's fields into one polars ``concat_str`` (keys sorted once, constant runs merged into
-  single literals); floats use Python's shortest round-trip ``repr`` evaluated once per
-  *distinct* value; strings are JSON-escaped per distinct value when they hold anything outside
+  a file's fields into one line layout (keys sorted once, constant runs merged into single
+  literals); floats use Python's shortest round-trip ``repr`` evaluated once per *distinct*
+  value; strings are JSON-escaped per distinct value when they hold anything outside
   printable ASCII minus ``"`` and ``\\``. No Python loop per row.
-* **Rendering**: plans are rendered in chunks of :data:`CHUNK_ROWS` rows and written straight
-  from polars' Arrow string-view buffers (zero-copy; a joined-string fallback covers layouts
-  that are not sequential), so ~1 GB of logs never sits in memory twice. The same buffers
-  feed SHA-256 (file and per-day folder digests), so publishing never re-reads a log.
+* **Rendering**: the compiled kernel of :mod:`segment2b.storage.jsonl_render` assembles
+  :data:`CHUNK_ROWS` rows at a time into one reused buffer (DECISIONS 27), so ~1 GB of logs
+  never sits in memory at once. The same buffer feeds SHA-256 (file and per-day folder
+  digests), so publishing never re-reads a log; files are written in pieces of at most
+  :data:`_WRITE_BYTES`.
 * **Time law** (contracts §14): ``ts_utc`` of event/trace row ``k`` is ``created_utc + k µs``.
 * **Trace** (S5 §3.2): one row after each event; ``draws_total``/``blocks_total``/``events_total``
   cumulative per ``(module, substream_label)`` within the state invocation.
@@ -96,8 +97,9 @@ _UNSAFE = r"[^ !#-\[\]-~]"
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _WRITE_BYTES = 1 << 20
+"""Largest ``write``: on this VM, 20 MB writes cost ~1 s more kernel time per GB than 1 MiB."""
 CHUNK_ROWS = 32_768
-"""Rows serialised per polars call: ~25 MB of lines, so memory stays bounded and warm."""
+"""Rows rendered per kernel call: ~25 MB of lines, so memory stays bounded."""
 
 
 @dataclass(frozen=True)

@@ -1513,7 +1513,8 @@ def run_s5(
 
     Concurrency (two workers; polars, numpy, ``hashlib`` and file writes release the GIL): the
     plan inputs are read while the roster is parsed; the trace, which depends on the arrival
-    count alone, is rendered while the main thread plans and routes; then the two event
+    count alone, is rendered from the roster's line count while the main thread parses, plans
+    and routes; then the two event
     families and the selection log are rendered, each file hashed from the buffers it was
     written from, while S6 is prepared on a third thread (``join_s6``). Checks still fail in
     the order of s5 §6 (a worker's failure is raised only where the serial algorithm would have
@@ -1604,7 +1605,9 @@ def run_s5(
         n = roster.n
         if n != lines:
             stop_trace.set()
-            with contextlib.suppress(rng_logs.RenderStoppedError):
+            # Discarded: a failure of its own (not just the stop) is raised again, in file
+            # order, by the render that replaces it.
+            with contextlib.suppress(Exception):
                 trace_job.result()
             stop_trace.clear()
             trace_job = trace(n)

@@ -7,8 +7,9 @@ microsecond. :func:`render` writes ``rows`` lines of such a program into one ``u
 and returns where each line ends.
 
 The kernel is compiled by numba (``nogil``: S5 renders several files on two threads; ``cache``:
-compiled once per machine, not per process). It replaces a polars ``concat_str`` that rendered
-about 0.7 GB/s: S5 writes ~1 GB of evidence per seed and S7 renders it again to prove it.
+compiled once per machine, not per process). It replaces a polars ``concat_str``: 32k site-event
+lines take 7 ms here against 15-17 ms on one core, and S5 writes ~1 GB of evidence per seed
+that S7 renders again to prove it.
 
 Compatibility guarantee
 -----------------------
@@ -140,7 +141,11 @@ class Rendered:
 
 @intrinsic
 def _copy(typingctx, dst, dst_pos, src, src_pos, count):  # type: ignore[no-untyped-def]  # noqa: PLR0917
-    """``dst[dst_pos : dst_pos + count] = src[src_pos : src_pos + count]`` as one memcpy."""
+    """``dst[dst_pos : dst_pos + count] = src[src_pos : src_pos + count]`` as one memcpy.
+
+    numba lowers a slice assignment to an element loop; one ``memcpy`` per piece halved the
+    kernel's time (numba's extension API: ``intrinsic`` with ``cgutils``, as in its docs).
+    """
     sig = types.void(dst, dst_pos, src, src_pos, count)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
