@@ -39,7 +39,9 @@ def _best(fn: Callable[[], object]) -> float:
     return min(times)
 
 
-def _write_and_sync(folder: Path, data: bytes, *, sync: bool = True, times: int = 1) -> None:
+def _write_file(folder: Path, data: bytes, *, sync: bool = True, times: int = 1) -> None:
+    """Write ``data`` ``times`` over into a fresh file in ``folder`` (synced unless told not
+    to), then delete it."""
     path = folder / f"probe_{uuid.uuid4().hex}.bin"
     try:
         with path.open("wb") as fh:
@@ -63,14 +65,14 @@ def machine_probe(folder: Path) -> dict[str, float]:
     values = rng.random(2_000_000)
     frame = pl.DataFrame({"k": rng.integers(0, 50_000, 2_000_000), "v": values})
     t0 = time.perf_counter()
-    _write_and_sync(folder, buffer, sync=False, times=4)
+    _write_file(folder, buffer, sync=False, times=4)
     first_write = time.perf_counter() - t0
     parts = {
         "sha256_64mib_s": _best(lambda: hashlib.sha256(buffer).digest()),
         "numpy_sort_2m_s": _best(lambda: np.sort(values)),
         "polars_group_by_2m_s": _best(lambda: frame.group_by("k").agg(pl.col("v").sum())),
         "python_loop_1m_s": _best(lambda: sum(i * i for i in range(1_000_000))),
-        "write_sync_64mib_s": _best(lambda: _write_and_sync(folder, buffer)),
+        "write_sync_64mib_s": _best(lambda: _write_file(folder, buffer)),
     }
     return {
         **{k: round(v, 4) for k, v in parts.items()},
