@@ -27,7 +27,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from segment2b.catalogue.schemas import json_errors
 from segment2b.core.alias_table import AliasBuildError, AliasTables, build_alias_tables
@@ -54,6 +55,7 @@ from segment2b.states.evidence import EvidenceCodes, S0Evidence, load_evidence
 from segment2b.states.outcome import StateOutcome, input_version
 from segment2b.states.rng_logs import Col, Const, CounterLaw, RunTokens
 from segment2b.states.s0_gate import read_run_receipt
+from segment2b.storage import roster_scan
 from segment2b.storage.digests import folder_digest, sha256_file
 from segment2b.storage.home import StorageHome
 from segment2b.storage.publish import PublishResult
@@ -119,9 +121,6 @@ _CANONICAL_SCHEMA = {
     "utc_timestamp": pl.String,
 }
 _DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
-# ASCII-only forms for the canonical fast path (``\d`` also matches non-ASCII digits).
-_DATE_ASCII = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-_TS_ASCII = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
 _ISO2_RE = r"^[A-Z]{2}$"
 _TZID_RE = r"^[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*$"
 _U64_MAX = 2**64 - 1
@@ -267,10 +266,7 @@ def parse_roster(data: bytes, *, prefix: str = PREFIX) -> Roster:
     return _finish_roster(df.with_columns(pl.col("merchant_id").cast(pl.UInt64)), data, prefix)
 
 
-# A canonical roster line ends with this fixed-width tail; everything before the merchant id
-# is the (optional, sorted) channel / is_virtual / mcc prefix.
-_TAIL_BYTES = len(', "utc_day": "YYYY-MM-DD", "utc_timestamp": "YYYY-MM-DDTHH:MM:SS.ffffffZ"}')
-_MID_KEY = '"merchant_id": '
+# The optional keys of a canonical roster line's prefix (everything before the merchant id).
 _OPTIONAL: tuple[str, ...] = ("channel", "is_virtual", "mcc")
 
 
@@ -301,148 +297,57 @@ def _prefix_fields(prefix: str) -> dict[str, Any] | None:
     return obj
 
 
-def _same_bytes(lines: pl.Series, data: bytes) -> bool:
-    """Whether the concatenated lines are exactly ``data`` (compared buffer by buffer)."""
-    expected = np.frombuffer(data, dtype=np.uint8)
-    pos = 0
-    for part in rng_logs.line_buffers(lines):
-        got = np.frombuffer(part, dtype=np.uint8)
-        if not np.array_equal(got, expected[pos : pos + got.size]):
-            return False
-        pos += got.size
-    return pos == expected.size
+def _fixed_width_strings(name: str, data: np.ndarray, width: int) -> pl.Series:
+    """A String series of values packed back to back, ``width`` bytes each (ASCII)."""
+    rows = data.size // width
+    offsets = np.arange(0, (rows + 1) * width, width, dtype=np.int64)
+    arr = pa.Array.from_buffers(
+        pa.large_string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+    return pl.Series(name, arr, dtype=pl.String)
 
 
-# ``str.slice`` gives string *views* into the sliced lines, so the sliced timestamps would keep
-# every roster line alive (~180 bytes per arrival, for as long as the roster frame lives). A
-# fresh concatenation owns its 27 bytes per row. (utc_day needs none: strings of at most 12
-# bytes are stored inside the view itself.)
-_COMPACT_TIMESTAMP = pl.concat_str([pl.lit(""), pl.col("utc_timestamp")]).alias("utc_timestamp")
-
-
-PARSE_CHUNK_BYTES = 1 << 26
-"""Roster bytes parsed per chunk (whole lines, ~64 MiB): the parse's intermediates (line
-strings, cut fields, the canonical re-rendering) exist for one chunk at a time, so the peak is
-the roster's bytes plus its frame rather than several copies of the file."""
-
-
-def _line_chunks(data: bytes, size: int) -> Iterator[bytes]:
-    """Consecutive pieces of ``data`` of at least ``size`` bytes, each ending after a newline
-    (the last may be shorter); their concatenation is ``data``."""
-    pos, n = 0, len(data)
-    while pos < n:
-        end = data.find(b"\n", min(pos + size, n) - 1)
-        end = n if end < 0 else end + 1
-        yield data[pos:end]
-        pos = end
-
-
-def _parse_canonical(data: bytes, chunk_bytes: int = PARSE_CHUNK_BYTES) -> pl.DataFrame | None:
+def _parse_canonical(data: bytes) -> pl.DataFrame | None:
     """Fast path for rosters written as ``json.dumps(row, sort_keys=True)`` lines.
 
-    Each line is cut at fixed offsets from its end (``utc_day``, ``utc_timestamp``) and at the
-    ``"merchant_id": `` key; the distinct prefixes (optional channel / is_virtual / mcc, a few
-    hundred) are decoded with ``json`` and must be canonical and in domain. Then every row is
-    rendered back canonically and the rendered file must equal ``data`` byte for byte: that
-    round trip proves each line *is* the canonical JSON of the extracted values (only roster
-    keys, sorted, exact integers, no blank lines, nothing coerced). The merchant id must be
-    >= 1 and day/timestamp must match their (ASCII) patterns. Anything else returns None and
-    the general NDJSON path decides, so valid JSON is never rejected here.
+    :func:`segment2b.storage.roster_scan.scan` checks every line's shape in one compiled pass
+    (prefix, exact merchant-id decimal in ``[1, 2**64 - 1]``, ASCII day and timestamp
+    patterns, no blank lines); the distinct prefixes (optional channel / is_virtual / mcc, a
+    few hundred) are decoded with ``json`` and must hold only those keys, in domain. A line of
+    that shape *is* the canonical JSON of the extracted values (only roster keys, exact
+    integers, nothing coerced). Anything else returns None and the general NDJSON path
+    decides, so valid JSON is never rejected here.
 
-    Works through ``data`` in whole-line chunks of about ``chunk_bytes`` (see
-    :data:`PARSE_CHUNK_BYTES`); the frame does not depend on the chunking. It equals the
-    schema-driven NDJSON parse (``_CANONICAL_SCHEMA`` column order and dtypes, optional
-    columns absent from every row dropped).
+    The frame equals the schema-driven NDJSON parse (``_CANONICAL_SCHEMA`` column order and
+    dtypes, optional columns absent from every row dropped). Its strings own their bytes (no
+    view into the roster, which would keep ~180 bytes per arrival alive).
     """
-    if not data.endswith(b"\n") or data.startswith(b"\n"):
+    found = roster_scan.scan(data)
+    if found is None:
         return None
-    decoded: dict[str, dict[str, Any] | None] = {}
-    parts: list[pl.DataFrame] = []
-    for chunk in _line_chunks(data, chunk_bytes):
-        part = _parse_canonical_chunk(chunk, decoded)
-        if part is None:
+    decoded: list[dict[str, Any]] = []
+    for start, length in found.prefix_spans.tolist():
+        try:
+            fields = _prefix_fields(data[start : start + length].decode("utf-8"))
+        except UnicodeDecodeError:
             return None
-        parts.append(part)
-    out = pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
-    return out.drop([c for c in _OPTIONAL if out.get_column(c).null_count() == out.height])
-
-
-def _parse_canonical_chunk(
-    data: bytes, decoded_prefixes: dict[str, dict[str, Any] | None]
-) -> pl.DataFrame | None:
-    """:func:`_parse_canonical` of one whole-line chunk (every optional column kept);
-    ``decoded_prefixes`` caches prefix decodes across chunks."""
-    if data.startswith(b"\n"):
-        return None
-    try:
-        lines = pl.read_csv(
-            io.BytesIO(data),
-            has_header=False,
-            separator="\x1f",
-            quote_char=None,
-            schema={"line": pl.String},
-        ).get_column("line")
-    except (pl.exceptions.PolarsError, ValueError):
-        return None
-    if lines.len() == 0 or lines.null_count():
-        return None
-    parts = pl.select(
-        head=lines.str.head(-_TAIL_BYTES),
-        utc_day=lines.str.slice(-_TAIL_BYTES + len(', "utc_day": "'), 10),
-        utc_timestamp=lines.str.slice(-29, 27),
-    ).with_columns(pos=pl.col("head").str.find(_MID_KEY, literal=True))
-    if parts.get_column("pos").null_count():
-        return None
-    parts = parts.select(
-        "utc_day",
-        "utc_timestamp",
-        prefix=pl.col("head").str.head(pl.col("pos")),
-        merchant_id=pl.col("head")
-        .str.slice(pl.col("pos") + len(_MID_KEY))
-        .cast(pl.UInt64, strict=False),
-    )
-    bad = parts.select(
-        (pl.col("merchant_id").is_null() | (pl.col("merchant_id") < 1)).any()
-        | ~pl.col("utc_timestamp").str.contains(_TS_ASCII).all()
-    ).item()
-    days = parts.get_column("utc_day").unique()
-    if bad or not days.str.contains(_DATE_ASCII).all():
-        return None
-    prefixes = parts.get_column("prefix").unique().to_list()
-    for p in prefixes:
-        if p not in decoded_prefixes:
-            decoded_prefixes[p] = _prefix_fields(p)
-    decoded = [decoded_prefixes[p] for p in prefixes]
-    if any(d is None for d in decoded):
-        return None
-    rendered = parts.select(
-        pl.concat_str(
-            [
-                pl.col("prefix"),
-                pl.lit(_MID_KEY),
-                pl.col("merchant_id").cast(pl.String),
-                pl.lit(', "utc_day": "'),
-                pl.col("utc_day"),
-                pl.lit('", "utc_timestamp": "'),
-                pl.col("utc_timestamp"),
-                pl.lit('"}\n'),
-            ]
-        )
-    ).to_series()
-    if not _same_bytes(rendered, data):
-        return None
+        if fields is None:
+            return None
+        decoded.append(fields)
     table = pl.DataFrame(
-        {
-            "prefix": prefixes,
-            "channel": [d.get("channel") for d in decoded if d is not None],
-            "is_virtual": [d.get("is_virtual") for d in decoded if d is not None],
-            "mcc": [d.get("mcc") for d in decoded if d is not None],
-        },
-        schema={"prefix": pl.String, **{c: _CANONICAL_SCHEMA[c] for c in _OPTIONAL}},
+        {c: [d.get(c) for d in decoded] for c in _OPTIONAL},
+        schema={c: _CANONICAL_SCHEMA[c] for c in _OPTIONAL},
     )
-    return parts.join(table, on="prefix", how="left", maintain_order="left").select(
-        *(c if c != "utc_timestamp" else _COMPACT_TIMESTAMP for c in _CANONICAL_SCHEMA)
+    ids = pl.Series("ids", found.prefix_ids)
+    frame = pl.DataFrame(
+        [
+            *table.select(pl.all().gather(ids)).get_columns(),
+            pl.Series("merchant_id", found.merchant_ids, dtype=pl.UInt64),
+            _fixed_width_strings("utc_day", found.days, roster_scan.DAY_BYTES),
+            _fixed_width_strings("utc_timestamp", found.timestamps, roster_scan.TIMESTAMP_BYTES),
+        ]
     )
+    return frame.drop([c for c in _OPTIONAL if table.get_column(c).null_count() == table.height])
 
 
 def _finish_roster(df: pl.DataFrame, data: bytes, prefix: str) -> Roster:
@@ -593,7 +498,8 @@ def build_routing_plan(
     Parameters
     ----------
     s1, site_timezones, s4 : polars.DataFrame
-        Validated upstream tables (S1 PK order is the join order of every site slice).
+        Validated upstream tables (S1 PK order is the join order of every site slice). S1 may
+        carry its rows' ``site_id`` already (:func:`with_site_ids`); otherwise it is derived.
     merchant_days : polars.DataFrame
         Distinct ``(merchant_id, day)`` pairs of the roster; tables are built only for these.
 
@@ -605,7 +511,10 @@ def build_routing_plan(
     """
     merchants = merchant_days.select("merchant_id").unique()
     sites = s1.join(merchants, on="merchant_id", how="semi", maintain_order="left")
-    joined = sites.select("merchant_id", "legal_country_iso", "site_order", "p_weight").join(
+    given = ["site_id"] if "site_id" in s1.columns else []
+    joined = sites.select(
+        "merchant_id", "legal_country_iso", "site_order", "p_weight", *given
+    ).join(
         site_timezones.select("merchant_id", "legal_country_iso", "site_order", "tzid"),
         on=["merchant_id", "legal_country_iso", "site_order"],
         how="left",
@@ -620,12 +529,8 @@ def build_routing_plan(
             dataset="site_timezones",
             key=f"{row['merchant_id']}:{row['legal_country_iso']}:{row['site_order']}",
         )
-    sid = site_ids(
-        joined.get_column("merchant_id").to_numpy(),
-        joined.get_column("legal_country_iso").to_list(),
-        joined.get_column("site_order").to_numpy(),
-    )
-    joined = joined.with_columns(pl.Series("site_id", sid, dtype=pl.UInt64))
+    if not given:
+        joined = with_site_ids(joined)
     clash = joined.group_by("merchant_id", "site_id").agg(pl.col("tzid").n_unique().alias("k"))
     clash = clash.filter(pl.col("k") > 1)
     if clash.height:
@@ -1396,6 +1301,17 @@ class _PlanInputs:
     s4_digest: str
 
 
+def with_site_ids(sites: pl.DataFrame) -> pl.DataFrame:
+    """``sites`` with a ``site_id`` column (:func:`~segment2b.core.routing_rng.site_ids` of its
+    merchant_id, legal_country_iso and site_order)."""
+    sid = site_ids(
+        sites.get_column("merchant_id").to_numpy(),
+        sites.get_column("legal_country_iso").to_list(),
+        sites.get_column("site_order").to_numpy(),
+    )
+    return sites.with_columns(pl.Series("site_id", sid, dtype=pl.UInt64))
+
+
 def _read_plan_inputs(
     home: StorageHome,
     ev: S0Evidence,
@@ -1403,8 +1319,10 @@ def _read_plan_inputs(
     layout: AliasLayoutPolicyV1,
 ) -> _PlanInputs:
     """S1, site_timezones and S4 (row checks, created_utc law) and the S2 parity echo, in the
-    order of s5 §6 steps 4-5 (the first failure raises)."""
-    s1 = read_s1(home, plan_tokens, ev.created_utc, PREFIX)
+    order of s5 §6 steps 4-5 (the first failure raises). S1 comes with its rows' ``site_id``
+    (one SHA-256 per site, in Python: done here, while the roster is parsed, rather than in
+    the plan)."""
+    s1 = with_site_ids(read_s1(home, plan_tokens, ev.created_utc, PREFIX))
     site_tz = read_site_timezones(ev, PREFIX)
     s4 = read_s4(home, plan_tokens, ev.created_utc, PREFIX)
     s2 = check_s2_parity(
