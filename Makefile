@@ -11,7 +11,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
-	$(BIN)/python -c "from segment2b.storage.jsonl_render import warm_up; warm_up()"
+	$(BIN)/python -c "from segment2b.storage.compiled import warm_up; warm_up()"
 	touch $(STAMP)
 
 dev: $(STAMP)

@@ -30,6 +30,7 @@ from segment2b.states import s7_audit as s7
 from segment2b.states import s8_validation_bundle as s8
 from segment2b.states.outcome import StateOutcome
 from segment2b.states.s0_gate import S0Outcome, run_s0
+from segment2b.storage import compiled
 from segment2b.storage.home import StorageHome
 from segment2b.world.config import WorldConfig
 from segment2b.world.generator import generate_world
@@ -208,6 +209,7 @@ def state_runners(
     S6's tail together, so S6 need not copy the whole trace to append (s6 §7); the S6 runner
     finishes what S5 prepared. Off, each state runs alone as the spec describes.
     """
+    compiled.preload()  # S5's kernels load while the states before it run
     seed, mf = plan.seed, plan.manifest_fingerprint
     run = {"parameter_hash": plan.parameter_hash, "run_id": plan.run_id}
 
