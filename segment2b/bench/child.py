@@ -46,6 +46,7 @@ from segment2b.pipeline import (
 from segment2b.policy.store import PolicyPack
 from segment2b.resources import SegmentStore, WorldSettings
 from segment2b.run_plan import RunPlan, plan_run, world_fingerprint
+from segment2b.storage import compiled
 from segment2b.storage.home import StorageHome
 from segment2b.world.config import WorldConfig
 
@@ -243,6 +244,9 @@ def tolerate_band_drift() -> list[str]:
 
 
 def unit_state(spec: Mapping[str, Any], progress: Progress) -> dict[str, Any]:
+    # Start-up, like the imports: a run's process loads the compiled kernels on a background
+    # thread while S0-S4 run (DECISIONS 28); a child that runs one state alone loads them here.
+    compiled.preload().join()
     home, config, pack = _setup(spec)
     panel = tuple(spec["panel"])
     seed = int(spec["seed"])

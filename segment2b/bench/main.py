@@ -41,8 +41,10 @@ NOTES = [
     "(`python -m segment2b.startup segment2b.bench.child`) on a fresh storage home; homes are "
     "deleted afterwards (SEGMENT2B_BENCH_KEEP=1 keeps them).",
     "Per-state seconds are measured inside the child around the state function alone "
-    "(`pipeline.state_runners`), so interpreter start-up and imports (≈2 s per child) are "
-    "excluded; lane 'process s' includes them, lane 'compute s' does not. S5 and S6 run in "
+    "(`pipeline.state_runners`), so interpreter start-up, imports and loading the compiled "
+    "kernels (≈2 s per child) are excluded; lane 'process s' includes them, lane 'compute s' "
+    "does not. (A run's process loads the kernels on a background thread while S0-S4 run; a "
+    "child that runs one state alone loads them before its clock starts.) S5 and S6 run in "
     "one call (S6 is prepared on a thread beside S5's rendering): S6's seconds are its "
     "finish plus the time S5 waited for that preparation, and S5+S6 is the call's wall-clock.",
     "Peak memory is the kernel's high-water resident set (`ru_maxrss` from `os.wait4`) of the "

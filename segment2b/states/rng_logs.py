@@ -536,12 +536,14 @@ def write_jsonl_folder(
     root: Path | None,
     *,
     chunk_rows: int = CHUNK_ROWS,
+    file_digests: bool = True,
 ) -> WrittenFolder:
     """Render a plan once, chunk by chunk, writing consecutive row ranges to their own files
     below ``root`` (per-day logs: the plan's rows are sorted by day; ``ranges`` cover
-    ``[0, n)``). Each file is hashed while written; when ``root`` is given and the files' row
-    order equals their relative-path order, the folder digest (H2) is accumulated in the same
-    pass."""
+    ``[0, n)``). Each file is hashed while written (unless ``file_digests`` is off: then each
+    :attr:`WrittenFile.sha256` is ``""``, for a publisher that needs only the folder's); when
+    ``root`` is given and the files' row order equals their relative-path order, the folder
+    digest (H2) is accumulated in the same pass."""
     spans = [(p, r) for p, r in sorted(ranges.items(), key=lambda kv: kv[1]) if r[1] > r[0]]
     rels = [p.relative_to(root).as_posix() for p, _ in spans] if root is not None else None
     folder = hashlib.sha256() if rels is not None and rels == sorted(rels) else None
@@ -561,10 +563,10 @@ def write_jsonl_folder(
                 if fh is None:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     fh = path.open("wb")
-                    h = hashlib.sha256()
+                    h = hashlib.sha256() if file_digests else None
                     state = {"rows": 0, "bytes": 0, "first": None}
                 s0, s1 = max(lo, a), min(hi, b)
-                hashers = (h, folder) if folder is not None else (h,)
+                hashers = tuple(x for x in (h, folder) if x is not None)
                 size = _write(fh, done.span(s0 - a, s1 - a), hashers)
                 if state["first"] is None:
                     state["first"] = done.line(s0 - a)
@@ -580,7 +582,7 @@ def write_jsonl_folder(
                     state["bytes"],
                     state["first"],
                     done.line(s1 - a - 1),
-                    h.hexdigest(),
+                    h.hexdigest() if h is not None else "",
                 )
                 k += 1
     finally:

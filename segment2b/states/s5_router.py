@@ -204,14 +204,15 @@ def _roster_error(data: bytes, prefix: str, hint: str, *, only_null_lines: bool 
     raise _err(f"{prefix}-020", f"roster invalid: {hint}", dataset="s5_arrival_roster")
 
 
-def parse_roster(data: bytes, *, prefix: str = PREFIX) -> Roster:
+def parse_roster(data: bytes, *, prefix: str = PREFIX, lines: int | None = None) -> Roster:
     """Parse and validate the arrival roster (s5 §11, README decisions 9-10), vectorised.
 
     Every non-blank line must be an object with only the roster fields; ``merchant_id`` an exact
     JSON integer in ``[1, 2**64 - 1]`` (never a float: ``1.0`` and ``1e3`` are rejected);
     ``utc_timestamp`` rfc3339_micros; ``utc_day`` a calendar date equal to the timestamp's UTC
     date; optional ``is_virtual`` boolean, ``channel`` enum, ``mcc`` integer 1000..9999. Any
-    failure is ``<prefix>-020`` naming the 1-based line.
+    failure is ``<prefix>-020`` naming the 1-based line. ``lines``: ``data``'s line count
+    (:func:`_line_count`) when the caller has it.
     """
     empty = pl.DataFrame(
         schema={
@@ -224,7 +225,7 @@ def parse_roster(data: bytes, *, prefix: str = PREFIX) -> Roster:
     )
     if not data or data.isspace():  # (no stripped copy of a large roster)
         return Roster(empty, False)
-    canonical = _parse_canonical(data)
+    canonical = _parse_canonical(data, lines=lines)
     if canonical is not None:
         return _finish_roster(canonical, data, prefix)
     try:
@@ -307,7 +308,7 @@ def _fixed_width_strings(name: str, data: np.ndarray, width: int) -> pl.Series:
     return pl.Series(name, arr, dtype=pl.String)
 
 
-def _parse_canonical(data: bytes) -> pl.DataFrame | None:
+def _parse_canonical(data: bytes, *, lines: int | None = None) -> pl.DataFrame | None:
     """Fast path for rosters written as ``json.dumps(row, sort_keys=True)`` lines.
 
     :func:`segment2b.storage.roster_scan.scan` checks every line's shape in one compiled pass
@@ -322,7 +323,7 @@ def _parse_canonical(data: bytes) -> pl.DataFrame | None:
     dtypes, optional columns absent from every row dropped). Its strings own their bytes (no
     view into the roster, which would keep ~180 bytes per arrival alive).
     """
-    found = roster_scan.scan(data)
+    found = roster_scan.scan(data, lines=lines)
     if found is None:
         return None
     decoded: list[dict[str, Any]] = []
@@ -1389,7 +1390,8 @@ def _stage_selection(
         path = root / home.path("s5_selection_log", day_tokens).relative_to(run_folder)
         keys[path] = f"utc_day={day}"
         ranges[path] = span
-    return rng_logs.write_jsonl_folder(plan, ranges, root), keys
+    # Only the folder's H2 digest is published: the day files need no digests of their own.
+    return rng_logs.write_jsonl_folder(plan, ranges, root, file_digests=False), keys
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1519,7 +1521,7 @@ def run_s5(
 
         lines = _line_count(roster_bytes)
         trace_job = trace(lines)
-        roster = parse_roster(roster_bytes, prefix=PREFIX)
+        roster = parse_roster(roster_bytes, prefix=PREFIX, lines=lines)
         n = roster.n
         if n != lines:
             stop_trace.set()

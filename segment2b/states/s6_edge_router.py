@@ -795,8 +795,12 @@ def _run_s6(
                 ): span
                 for day, span in plans.edge_days.items()
             }
-            edge_job = pool.submit(
-                rng_logs.write_jsonl_folder, plans.edge, ranges, stage_root / "edge"
+            edge_job = pool.submit(  # only the folder's H2 digest is published
+                rng_logs.write_jsonl_folder,
+                plans.edge,
+                ranges,
+                stage_root / "edge",
+                file_digests=False,
             )
         trace_tail = rng_logs.plan_bytes(plans.trace)
         events_file = events_job.result()

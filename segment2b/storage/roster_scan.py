@@ -128,6 +128,8 @@ def _scan(  # noqa: PLR0917 - one compiled pass over the bytes
         h = _FNV_OFFSET
         pos = start
         while True:
+            if pos >= n:  # more lines expected than the bytes hold
+                return -1, spans
             c = buf[pos]
             if c == 10:  # newline before the key: not canonical
                 return -1, spans
@@ -191,16 +193,19 @@ def _scan(  # noqa: PLR0917 - one compiled pass over the bytes
         for j in range(TIMESTAMP_BYTES):
             stamps[TIMESTAMP_BYTES * i + j] = buf[p + _TS_AT + j]
         start = p + n_tail + 1
+    if start != n:  # fewer lines expected than the bytes hold
+        return -1, spans
     return n_prefix, spans
 
 
-def scan(data: bytes) -> RosterScan | None:
+def scan(data: bytes, *, lines: int | None = None) -> RosterScan | None:
     """Scan a roster; None unless it is non-empty, ends with a newline and every line (no
-    blank ones) is canonical. Prefixes are not decoded here."""
+    blank ones) is canonical. Prefixes are not decoded here. ``lines``: the number of
+    newlines in ``data`` when the caller has counted them already."""
     if not data.endswith(b"\n") or data.startswith(b"\n"):
         return None
     buf = np.frombuffer(data, dtype=np.uint8)
-    rows = data.count(b"\n")
+    rows = data.count(b"\n") if lines is None else lines
     mids = np.empty(rows, dtype=np.uint64)
     pids = np.empty(rows, dtype=np.int32)
     days = np.empty(rows * DAY_BYTES, dtype=np.uint8)

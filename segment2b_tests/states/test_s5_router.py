@@ -1475,7 +1475,7 @@ def test_roster_fast_path_answers_like_the_general_path(
     fast = outcome()
     took_fast = s5_router._parse_canonical(data) is not None
     assert took_fast == (variant in ("canonical", "no_optional"))
-    monkeypatch.setattr(s5_router, "_parse_canonical", lambda _: None)
+    monkeypatch.setattr(s5_router, "_parse_canonical", lambda *_, **__: None)
     general = outcome()
     assert fast[0] == general[0]
     if fast[0] == "roster":
@@ -1557,6 +1557,18 @@ def test_hashed_writers_report_the_digests_of_what_they_wrote(tmp_path: Path) ->
     assert folder.sha256 == folder_digest(root)
     for path, written in folder.files.items():
         assert written.sha256 == sha256_bytes(path.read_bytes())
+    # Folder digest only (what S5 and S6 publish): same files, same H2, no per-file digests.
+    bare_root = tmp_path / "bare"
+    bare = rng_logs.write_jsonl_folder(
+        sorted_plan,
+        {bare_root / p.relative_to(root): span for p, span in ranges.items()},
+        bare_root,
+        chunk_rows=4,
+        file_digests=False,
+    )
+    assert bare.sha256 == folder.sha256
+    assert all(w.sha256 == "" for w in bare.files.values())
+    assert [w.rows for w in bare.files.values()] == [w.rows for w in folder.files.values()]
     # Row order that does not follow path order: no one-pass folder digest.
     other_root = tmp_path / "x"
     paths = [other_root / p.relative_to(root) for p in reversed(list(ranges))]

@@ -142,6 +142,13 @@ def test_a_line_without_the_key_does_not_borrow_the_next_lines() -> None:
     assert roster_scan.scan(data) is None
 
 
+def test_a_wrong_line_count_is_declined_not_read_past() -> None:
+    data = (_line("5") + _line("6")).encode()
+    assert roster_scan.scan(data, lines=2) is not None
+    assert roster_scan.scan(data, lines=1) is None
+    assert roster_scan.scan(data, lines=3) is None
+
+
 def test_empty_and_warm_up() -> None:
     assert roster_scan.scan(b"") is None
     assert roster_scan.warm_up() == 1
