@@ -26,6 +26,7 @@ from segment2b.certification.s4_metrics import (
     S4_GATES,
     S4_REPORT_ONLY_GATES,
     floor_diagnostic,
+    gamma_echo_mismatches,
     regularizer_movement,
     s4_metrics,
 )
@@ -226,14 +227,7 @@ def s4_group_weights(
         home.path("s3_day_effects", plan.plan_tokens()),
         columns=["merchant_id", "utc_day", "tz_group_id", "gamma"],
     )
-    echo = frame.select("merchant_id", "utc_day", "tz_group_id", "gamma").join(
-        s3_frame, on=["merchant_id", "utc_day", "tz_group_id"], how="full", suffix="_s3"
-    )
-    bad_echo = echo.filter(
-        pl.col("gamma").is_null()
-        | pl.col("gamma_s3").is_null()
-        | (pl.col("gamma") != pl.col("gamma_s3"))
-    )
+    bad_echo = gamma_echo_mismatches(frame, s3_frame)
     mass_max = float(metrics["mass_abs_error_max"])
     return dg.MaterializeResult(
         metadata={

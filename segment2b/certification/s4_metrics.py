@@ -183,3 +183,28 @@ def regularizer_movement(provenance: pl.DataFrame) -> dict[str, Any]:
         "applied_share_of_eligible": float(applied[elig].mean()) if dm_e.size else 0.0,
         "delta_mass_mean": float(np.mean(dm)) if dm.size else 0.0,
     }
+
+
+ECHO_KEYS = ("merchant_id", "utc_day", "tz_group_id")
+
+
+def gamma_echo_mismatches(s4: pl.DataFrame, s3: pl.DataFrame) -> pl.DataFrame:
+    """Rows where S4's ``gamma`` is not S3's on the same (merchant, UTC day, tz group), or
+    where either side has no such row (grain: one row per key; ``gamma`` / ``gamma_s3``, null
+    for the missing side).
+
+    Both tables are published in primary-key order, so when their keys match row for row the
+    gammas are compared in place; only otherwise is a full join needed to pair them up.
+    """
+    keys = list(ECHO_KEYS)
+    a = s4.select(*keys, "gamma")
+    b = s3.select(*keys, "gamma")
+    if a.height == b.height and a.select(keys).equals(b.select(keys)):
+        paired = a.with_columns(b.get_column("gamma").alias("gamma_s3"))
+    else:
+        paired = a.join(b, on=keys, how="full", suffix="_s3", coalesce=True)
+    return paired.filter(
+        pl.col("gamma").is_null()
+        | pl.col("gamma_s3").is_null()
+        | (pl.col("gamma") != pl.col("gamma_s3"))
+    )

@@ -20,6 +20,7 @@ from segment2b.certification.s4_metrics import (
     S4_REPORT_ONLY_GATES,
     floor_diagnostic,
     floor_movement,
+    gamma_echo_mismatches,
     regularizer_movement,
     s4_gate_results,
     s4_metrics,
@@ -213,3 +214,25 @@ def test_regularizer_movement_by_hand() -> None:
     assert mv["applied_share_of_eligible"] == 0.75
     assert mv["eligible_merchant_days"] == 4 and mv["applied_merchant_days"] == 3
     assert np.isclose(mv["delta_mass_mean"], 0.12)
+
+
+def _echo_keys(frame: pl.DataFrame) -> list[tuple]:
+    return [tuple(r) for r in frame.select("merchant_id", "utc_day", "tz_group_id").rows()]
+
+
+def test_gamma_echo_compares_aligned_tables_in_place_and_joins_otherwise() -> None:
+    s3 = s3_table()
+    assert gamma_echo_mismatches(s3, s3).height == 0
+    # Aligned keys, one gamma changed: that row, with both values.
+    changed = s3.with_columns(
+        pl.when(pl.int_range(pl.len()) == 2).then(0.5).otherwise(pl.col("gamma")).alias("gamma")
+    )
+    bad = gamma_echo_mismatches(changed, s3)
+    assert _echo_keys(bad) == [(1, D2, "A")]
+    assert bad.row(0, named=True)["gamma"] == 0.5 and bad.row(0, named=True)["gamma_s3"] == 0.8
+    # Same rows in another order: paired by key, nothing to report.
+    assert gamma_echo_mismatches(s3.reverse(), s3).height == 0
+    # A row S4 lacks: reported with its key and a null S4 gamma.
+    missing = gamma_echo_mismatches(s3.head(4), s3)
+    assert _echo_keys(missing) == [(2, D1, "A")]
+    assert missing.row(0, named=True)["gamma"] is None
