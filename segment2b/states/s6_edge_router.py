@@ -400,14 +400,17 @@ def selection_from_routing(
     roster: Roster, routing: S5Routing, arrival: np.ndarray, *, prefix: str = PREFIX
 ) -> pl.DataFrame:
     """``tz_group_id``/``site_id`` of the given arrivals from S5's in-memory routing."""
-    same = routing.n == roster.n and bool(
-        (
-            routing.roster.frame.select("merchant_id", "utc_timestamp")
-            == roster.frame.select("merchant_id", "utc_timestamp")
+    same = routing.roster is roster or (
+        routing.n == roster.n
+        and bool(
+            (
+                routing.roster.frame.select("merchant_id", "utc_timestamp")
+                == roster.frame.select("merchant_id", "utc_timestamp")
+            )
+            .select(pl.all().all())
+            .row(0)
+            == (True, True)
         )
-        .select(pl.all().all())
-        .row(0)
-        == (True, True)
     )
     if not same:
         raise _err(
@@ -719,17 +722,18 @@ def _run_s6(
         "s6_edge_log" in home.catalogue.entries
     )
 
-    roster_path = ev.sealed_file("s5_arrival_roster", run_tokens)
     s5_routing = s5.extras.get("routing") if s5 is not None else None
     if (
         isinstance(s5_routing, S5Routing)
         and s5 is not None
         and s5.extras.get("roster_sha256") == ev.rows["s5_arrival_roster"]["sha256_hex"]
     ):
-        roster = s5_routing.roster  # same sealed bytes S5 parsed: skip the second parse
+        # S5 of this run parsed exactly the bytes it verified against this sealed row: S6
+        # consumes that parse, so the file is neither read nor hashed a second time.
+        roster = s5_routing.roster
         posture = dict(s5.report.get("roster") or roster_posture(roster))
     else:
-        roster = parse_roster(roster_path.read_bytes(), prefix=PREFIX)
+        roster = parse_roster(ev.sealed_bytes("s5_arrival_roster", run_tokens), prefix=PREFIX)
         posture = roster_posture(roster)
     t_inputs = time.perf_counter()
     picks = pick_edges(roster, catalogue, stream, prefix=PREFIX)
