@@ -326,6 +326,25 @@ def test_s3_s4_faults(
     assert context["reason"]
 
 
+def test_s3_s4_rows_out_of_pk_order_take_the_general_path_with_the_same_result(
+    pure: S7Inputs,
+) -> None:
+    from segment2b.states import s7_audit
+
+    s3, s4 = pure.s3.collect(), pure.s4.collect()
+    assert s7_audit._pk_aligned(s3, s4)
+    assert not s7_audit._pk_aligned(s3.reverse(), s4.reverse())  # keys equal, order not PK
+    assert not s7_audit._pk_aligned(s3.slice(1), s4.slice(1).reverse())
+    doubled = pl.concat([s4.head(1), s4])  # equal keys row for row, but a key repeats
+    assert not s7_audit._pk_aligned(pl.concat([s3.head(1), s3]), doubled)
+    in_place = build_s7(pure)
+    general = build_s7(
+        with_frame(with_frame(pure, "s3", lambda f: f.reverse()), "s4", lambda f: f.reverse())
+    )
+    assert in_place.passed and general.passed
+    assert in_place.metrics == general.metrics
+
+
 def test_mass_tolerance_is_1e12(pure: S7Inputs) -> None:
     assert build_s7(with_frame(pure, "s4", _bump("p_group", 5e-13))).passed
 
