@@ -213,7 +213,7 @@ def state_runners(
     seed, mf = plan.seed, plan.manifest_fingerprint
     run = {"parameter_hash": plan.parameter_hash, "run_id": plan.run_id}
 
-    def prepare_s6(s5_so_far: StateOutcome) -> s6.S6Pending:
+    def prepare_s6(s5_so_far: Callable[[], StateOutcome]) -> s6.S6Pending:
         return s6.prepare_s6(home, seed=seed, manifest_fingerprint=mf, s5=s5_so_far, **run)
 
     def run_s6(done: Mapping[str, Any]) -> StateOutcome:

@@ -9,7 +9,8 @@ equal the sealed ``sha256_hex``. Codes differ per state, so callers pass theirs.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,22 @@ class S0Evidence:
         data = path.read_bytes()
         self._check_digest(asset_id, path, sha256_bytes(data))
         return data
+
+    def sealed_bytes_verified_by(
+        self, asset_id: str, tokens: Mapping[str, str] | None, hasher: Executor
+    ) -> tuple[bytes, Callable[[], None]]:
+        """Like :meth:`sealed_bytes`, with the digest computed on ``hasher`` while the caller
+        goes on: returns the bytes and ``verify``, which waits for the digest and raises the
+        mismatch. The bytes must not be trusted, nor a failure of their parse reported, before
+        ``verify`` has returned (a changed file is the first thing to report)."""
+        path = self._sealed_path(asset_id, tokens)
+        data = path.read_bytes()
+        digest = hasher.submit(sha256_bytes, data)
+
+        def verify() -> None:
+            self._check_digest(asset_id, path, digest.result())
+
+        return data, verify
 
     def _sealed_path(self, asset_id: str, tokens: Mapping[str, str] | None) -> Path:
         path = self.path(asset_id, tokens)

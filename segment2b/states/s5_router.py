@@ -1415,7 +1415,7 @@ def run_s5(
     manifest_fingerprint: str,
     parameter_hash: str,
     run_id: str,
-    join_s6: Callable[[StateOutcome], TraceJoin] | None = None,
+    join_s6: Callable[[Callable[[], StateOutcome]], TraceJoin] | None = None,
 ) -> StateOutcome:
     """Route every roster arrival and publish S5's RNG evidence (s5-router.md §6).
 
@@ -1423,10 +1423,11 @@ def run_s5(
     .to_frame()) and whose ``extras["routing"]`` is the :class:`S5Routing` that S6 joins by
     arrival position.
 
-    ``join_s6`` (S5 and S6 in one step): called on its own thread once the arrivals are routed
-    (its result or failure is taken once everything is rendered and checked), with
-    a provisional outcome (``extras`` routing and roster digest, ``report["roster"]``), it
-    prepares S6 and returns its trace tail. S5 then publishes its trace rows and S6's tail as
+    ``join_s6`` (S5 and S6 in one step): called on its own thread once the routing plan is
+    built (its result or failure is taken once everything is rendered and checked), with a
+    callable that waits for the provisional outcome (``extras`` routing and roster digest,
+    ``report["roster"]``; it raises S5's failure if S5 fails first), it prepares S6 and
+    returns its trace tail. S5 then publishes its trace rows and S6's tail as
     one file (:func:`~segment2b.states.rng_logs.publish_trace_s5_s6`) instead of leaving S6 to
     copy the whole trace to append; ``extras["s6_join"]`` and ``extras["s6_trace"]`` carry
     the join and the tail's publish result. If S5 fails after the join, the join is abandoned.
@@ -1434,9 +1435,9 @@ def run_s5(
     Concurrency (two workers; polars, numpy, ``hashlib`` and file writes release the GIL): the
     plan inputs are read while the roster is parsed; the trace, which depends on the arrival
     count alone, is rendered from the roster's line count while the main thread parses, plans
-    and routes; then the two event
-    families and the selection log are rendered, each file hashed from the buffers it was
-    written from, while S6 is prepared on a third thread (``join_s6``). Checks still fail in
+    and routes (S6's entry checks run beside the routing, on a third thread: ``join_s6``);
+    then the two event families and the selection log are rendered, each file hashed from
+    the buffers it was written from, while S6 is prepared. Checks still fail in
     the order of s5 §6 (a worker's failure is raised only where the serial algorithm would have
     reached it), and nothing is visible before publish.
     """
@@ -1500,9 +1501,14 @@ def run_s5(
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s5")
     s6_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s5-s6")
     stop_trace = threading.Event()  # set on failure: the trace render need not finish
+    routed: Future[S5Routing] = Future()  # what S6 waits for once its entry checks are done
     try:
         inputs_job = pool.submit(_read_plan_inputs, home, ev, plan_tokens, layout)
-        roster_bytes = ev.sealed_bytes("s5_arrival_roster", run_tokens)
+        # The roster's digest is computed on S6's (still idle) thread while the roster is
+        # counted and parsed; verify_roster() comes before anything the parse concluded.
+        roster_bytes, verify_roster = ev.sealed_bytes_verified_by(
+            "s5_arrival_roster", run_tokens, s6_pool
+        )
         # The trace echoes counters only (ctr0 + k), so it follows from the arrival count:
         # render it from the roster's line count while the roster is parsed and routed. A
         # roster with blank lines (a different count) has it rendered again once parsed.
@@ -1521,7 +1527,12 @@ def run_s5(
 
         lines = _line_count(roster_bytes)
         trace_job = trace(lines)
-        roster = parse_roster(roster_bytes, prefix=PREFIX, lines=lines)
+        try:
+            roster = parse_roster(roster_bytes, prefix=PREFIX, lines=lines)
+        except Exception:
+            verify_roster()  # changed bytes are reported before what their parse found
+            raise
+        verify_roster()
         n = roster.n
         if n != lines:
             stop_trace.set()
@@ -1555,23 +1566,25 @@ def run_s5(
             inputs.s1, inputs.site_tz, inputs.s4, merchant_days, prefix=PREFIX
         )
         t_plan = time.perf_counter()
-        routing = route_arrivals(roster, plan, stream, prefix=PREFIX)
-        t_route = time.perf_counter()
         if join_s6 is not None:
-            # S6 needs only the routing: prepare it on its own thread while S5 renders. Its
-            # outcome is collected (and a failure raised) where the serial order reaches it.
-            s6_job = s6_pool.submit(
-                lambda: join_s6(
-                    StateOutcome(
-                        frame=pl.DataFrame(),
-                        report={"roster": posture_job.result()},
-                        extras={
-                            "routing": routing,
-                            "roster_sha256": ev.rows["s5_arrival_roster"]["sha256_hex"],
-                        },
-                    )
+            # S6's entry checks (evidence, policies, edge catalogue) need no routing: they run
+            # on S6's thread while S5 routes, then S6 waits for the routing and is prepared
+            # while S5 renders. Its outcome is collected (and a failure raised) where the
+            # serial order reaches it.
+            def provisional() -> StateOutcome:
+                return StateOutcome(
+                    frame=pl.DataFrame(),
+                    report={"roster": posture_job.result()},
+                    extras={
+                        "routing": routed.result(),
+                        "roster_sha256": ev.rows["s5_arrival_roster"]["sha256_hex"],
+                    },
                 )
-            )
+
+            s6_job = s6_pool.submit(join_s6, provisional)
+        routing = route_arrivals(roster, plan, stream, prefix=PREFIX)
+        routed.set_result(routing)
+        t_route = time.perf_counter()
 
         group_job = pool.submit(
             stage,
@@ -1721,8 +1734,10 @@ def run_s5(
                 home.path("rng_audit_log", run_tokens), rng_logs.audit_row(tokens), prefix=PREFIX
             )
         )
-    except BaseException:
+    except BaseException as exc:
         stop_trace.set()
+        if not routed.done():  # S6 may be waiting for the routing: release it
+            routed.set_exception(exc)
         if join is None and s6_job is not None and not s6_job.cancel():
             # S5 failed while S6 was being prepared: wait for it, so it can be abandoned.
             with contextlib.suppress(Exception):

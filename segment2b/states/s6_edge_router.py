@@ -596,14 +596,12 @@ class S6Pending:
     """S6 validated, picked and staged up to its publish (see :func:`prepare_s6`).
 
     ``tail``: S6's trace rows (bytes) and ``input_version`` S6's, for
-    :func:`~segment2b.states.rng_logs.publish_trace_s5_s6`; ``prepare_s``: seconds spent so
-    far. :meth:`finish` publishes the rest with the trace's result; :meth:`abandon` drops the
-    staged files.
+    :func:`~segment2b.states.rng_logs.publish_trace_s5_s6`. :meth:`finish` publishes the rest
+    with the trace's result; :meth:`abandon` drops the staged files.
     """
 
     tail: bytes
     input_version: str
-    prepare_s: float
     steps: Generator[tuple[bytes, str], PublishResult | None, StateOutcome]
 
     def finish(self, trace: PublishResult | None) -> StateOutcome:
@@ -620,15 +618,16 @@ def prepare_s6(
     manifest_fingerprint: str,
     parameter_hash: str,
     run_id: str,
-    s5: StateOutcome,
+    s5: StateOutcome | Callable[[], StateOutcome],
 ) -> S6Pending:
     """S6 up to its publish, from S5's in-memory routing, before S5 publishes its trace.
 
     For a step that runs S5 and S6 together: S5 then publishes its trace rows and S6's tail
     as one file (one write, no copy of S5's rows) and hands S6 the trace's result.
     Every S6 check runs here, so an S6 failure stops the step before anything is published.
+    ``s5`` may be a callable that waits for S5's provisional outcome (S6's own entry checks
+    run before it is called).
     """
-    t0 = time.perf_counter()
     steps = _s6_steps(
         home,
         seed=seed,
@@ -638,7 +637,7 @@ def prepare_s6(
         s5=s5,
     )
     tail, version = next(steps)
-    return S6Pending(tail, version, time.perf_counter() - t0, steps)
+    return S6Pending(tail, version, steps)
 
 
 def _finish(
@@ -670,14 +669,16 @@ def _run_s6(
     manifest_fingerprint: str,
     parameter_hash: str,
     run_id: str,
-    s5: StateOutcome | None,
+    s5: StateOutcome | Callable[[], StateOutcome] | None,
     pool: ThreadPoolExecutor,
 ) -> Generator[tuple[bytes, str], PublishResult | None, StateOutcome]:
     """S6 as steps: everything up to the trace publish, then (once the caller has published
     the trace and sent its result) the other publishes and the report.
 
-    Yields ``(trace tail, input version)`` once; the time the caller holds the steps there is
-    not S6's and is left out of S6's timings.
+    ``s5`` may be a callable that waits for S5's outcome: S6's own checks up to the edge
+    catalogue run first, while S5 routes. Yields ``(trace tail, input version)`` once; the
+    time the caller holds the steps there, like the wait for S5, is not S6's and is left out
+    of S6's timings.
     """
     t_start = time.perf_counter()
     ev = open_run_evidence(
@@ -722,6 +723,11 @@ def _run_s6(
         "s6_edge_log" in home.catalogue.entries
     )
 
+    waited = 0.0
+    if callable(s5):
+        t_wait = time.perf_counter()
+        s5 = s5()
+        waited = time.perf_counter() - t_wait
     s5_routing = s5.extras.get("routing") if s5 is not None else None
     if (
         isinstance(s5_routing, S5Routing)
@@ -923,7 +929,7 @@ def _run_s6(
         shutil.rmtree(stage_root, ignore_errors=True)
     t_end = time.perf_counter() - paused  # the caller's time at the yield is not S6's
 
-    elapsed = t_end - t_start
+    elapsed = t_end - t_start - waited  # nor is the wait for S5's outcome
     d = picks.draws
     first = {"hi": stream.counter_hi, "lo": stream.counter_lo}
     last = {"hi": int(d.before_hi[-1]), "lo": int(d.before_lo[-1])} if v else first
@@ -1017,7 +1023,7 @@ def _run_s6(
             "elapsed_s": round(elapsed, 4),
             "arrivals_per_second": round(roster.n / elapsed, 1) if elapsed > 0 else None,
             "durations_ms": {
-                "gate_policies_roster": int((t_inputs - t_start) * 1000),
+                "gate_policies_roster": int((t_inputs - t_start - waited) * 1000),
                 "pick_and_join": int((t_route - t_inputs) * 1000),
                 "serialise": int((t_lines - t_route) * 1000),
                 "publish": int((t_end - t_lines) * 1000),

@@ -7,6 +7,7 @@ Grain: one run (seed, parameter_hash, run_id); the trace holds S5's rows then S6
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def test_an_s6_failure_in_the_join_publishes_nothing(tmp_path: Path) -> None:
     run = sealed_run(tmp_path)
     kw = s5_kwargs(run)
 
-    def broken_s6(_so_far: StateOutcome) -> S6Pending:
+    def broken_s6(_so_far: Callable[[], StateOutcome]) -> S6Pending:
         raise SegmentError("2B-S6-031", "edge list invalid", dataset="virtual_edge_policy_v1")
 
     with pytest.raises(SegmentError) as exc:
@@ -119,7 +120,7 @@ def test_an_s5_failure_while_s6_is_prepared_abandons_s6(
     run = sealed_run(tmp_path)
     prepared: list[_RecordingJoin] = []
 
-    def recording_s6(_so_far: StateOutcome) -> _RecordingJoin:
+    def recording_s6(_so_far: Callable[[], StateOutcome]) -> _RecordingJoin:
         prepared.append(_RecordingJoin())
         return prepared[-1]
 
@@ -132,12 +133,52 @@ def test_an_s5_failure_while_s6_is_prepared_abandons_s6(
     assert not list(run.home.tmp.iterdir())
 
 
+def test_an_s5_routing_failure_releases_s6_waiting_for_the_routing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # S6's entry checks run while S5 routes, then S6 waits for the routing: if routing fails,
+    # S6 must be released (no deadlock), prepare nothing and S5's code must surface.
+    run = sealed_run(tmp_path)
+    seen: list[BaseException] = []
+    s6_waiting = threading.Event()
+
+    def waiting_s6(so_far: Callable[[], StateOutcome]) -> _RecordingJoin:
+        s6_waiting.set()
+        try:
+            so_far()
+        except BaseException as exc:
+            seen.append(exc)
+            raise
+        return _RecordingJoin()
+
+    def broken_route(*_args: object, **_kwargs: object) -> None:
+        assert s6_waiting.wait(timeout=60)  # fail only once S6 is (about to be) waiting
+        raise SegmentError("2B-S5-040", "no S4 mix for a roster merchant-day")
+
+    monkeypatch.setattr(s5_router, "route_arrivals", broken_route)
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            run_s5(run.home, **s5_kwargs(run), join_s6=waiting_s6)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive(), "S5 and S6 deadlocked on the routing"
+    assert isinstance(outcome[0], SegmentError) and outcome[0].code == "2B-S5-040"
+    assert len(seen) == 1 and seen[0] is outcome[0]
+    assert not list(run.home.tmp.iterdir())
+
+
 def test_s5_failures_come_before_s6_failures(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = sealed_run(tmp_path)
 
-    def broken_s6(_so_far: StateOutcome) -> S6Pending:
+    def broken_s6(_so_far: Callable[[], StateOutcome]) -> S6Pending:
         raise SegmentError("2B-S6-031", "edge list invalid", dataset="virtual_edge_policy_v1")
 
     _break_site_family(monkeypatch)

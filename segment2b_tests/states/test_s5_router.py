@@ -559,6 +559,16 @@ def test_roster_changed_after_seal_is_020(run: TinyRun) -> None:
     assert err.code == "2B-S5-020" and err.dataset == "s5_arrival_roster"
 
 
+def test_roster_changed_after_seal_is_reported_before_its_parse_error(run: TinyRun) -> None:
+    # The digest is computed beside the parse: a changed roster that also fails to parse must
+    # still be reported as changed (the first check of s5 §6), not as a bad row.
+    path = run.home.path("s5_arrival_roster", run.tokens())
+    path.write_bytes(path.read_bytes() + b'{"merchant_id": "x"}\n')
+    err = _code(run)
+    assert err.code == "2B-S5-020" and "changed after S0 sealed" in str(err)
+    assert "sealed_sha256" in err.context
+
+
 def test_created_utc_mismatch_is_086(run: TinyRun) -> None:
     write_plan_inputs(
         run,
