@@ -1533,6 +1533,9 @@ def run_s5(
             verify_roster()  # changed bytes are reported before what their parse found
             raise
         verify_roster()
+        # The frame owns its values: the roster's bytes (~170 per arrival) are not needed
+        # again (S6 joined here consumes this parse).
+        del roster_bytes
         n = roster.n
         if n != lines:
             stop_trace.set()
@@ -1566,6 +1569,19 @@ def run_s5(
             inputs.s1, inputs.site_tz, inputs.s4, merchant_days, prefix=PREFIX
         )
         t_plan = time.perf_counter()
+        # Only digests are needed from the inputs from here on, and only counts from the plan
+        # once routed: S1/S4 frames and the alias tables are freed before the logs render.
+        plan_counts = {
+            "group_tables": len(plan.groups.tables),
+            "site_tables": len(plan.sites.tables),
+            "tz_groups_distinct": len(plan.tz_names),
+        }
+        input_digests = {
+            "s1": inputs.s1_digest,
+            "s4": inputs.s4_digest,
+            "s2_blob": inputs.s2["blob_sha256"],
+        }
+        del inputs, inputs_job, merchant_days, unknown
         if join_s6 is not None:
             # S6's entry checks (evidence, policies, edge catalogue) need no routing: they run
             # on S6's thread while S5 routes, then S6 waits for the routing and is prepared
@@ -1584,6 +1600,7 @@ def run_s5(
             s6_job = s6_pool.submit(join_s6, provisional)
         routing = route_arrivals(roster, plan, stream, prefix=PREFIX)
         routed.set_result(routing)
+        del plan
         t_route = time.perf_counter()
 
         group_job = pool.submit(
@@ -1662,10 +1679,10 @@ def run_s5(
             roster=ev.rows["s5_arrival_roster"]["sha256_hex"],
             route_policy=route_loaded.sha256_hex,
             alias_layout_policy=layout_loaded.sha256_hex,
-            s1=inputs.s1_digest,
-            s4=inputs.s4_digest,
+            s1=input_digests["s1"],
+            s4=input_digests["s4"],
             site_timezones=ev.rows["site_timezones"]["sha256_hex"],
-            s2_blob=inputs.s2["blob_sha256"],
+            s2_blob=input_digests["s2_blob"],
             created_utc=created_utc,
             tokens=tokens.path_tokens(),
         )
@@ -1815,11 +1832,7 @@ def run_s5(
         "environment": environment_block(),
         "samples": {"selections": sample, "inputs": inputs_summary},
         "roster": posture,
-        "plan": {
-            "group_tables": len(plan.groups.tables),
-            "site_tables": len(plan.sites.tables),
-            "tz_groups_distinct": len(plan.tz_names),
-        },
+        "plan": plan_counts,
         "publish": {
             "targets": [
                 {
