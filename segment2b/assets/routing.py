@@ -18,7 +18,6 @@ import numpy as np
 import polars as pl
 
 from segment2b.assets.checks import structural_result, structural_spec
-from segment2b.core.routing_rng import site_ids
 from segment2b.partitions import SEED_PARTITIONS
 from segment2b.pipeline import state_runners
 from segment2b.resources import SegmentStore, WorldSettings
@@ -86,15 +85,8 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
 
 def site_in_group_violations(frame: pl.DataFrame, site_timezones: pl.DataFrame) -> list[str]:
     """Routed (merchant, site_id, tz_group) rows whose site is not in that group (vectorised)."""
-    sid = site_ids(
-        site_timezones.get_column("merchant_id").to_numpy(),
-        site_timezones.get_column("legal_country_iso").to_list(),
-        site_timezones.get_column("site_order").to_numpy(),
-    )
-    tz = site_timezones.select(
-        "merchant_id",
-        pl.Series("site_id", sid, dtype=pl.UInt64),
-        pl.col("tzid").alias("site_tz"),
+    tz = s5.with_site_ids(site_timezones).select(
+        "merchant_id", "site_id", pl.col("tzid").alias("site_tz")
     )
     joined = frame.select("arrival", "merchant_id", "site_id", "tz_group_id").join(
         tz, on=["merchant_id", "site_id"], how="left"

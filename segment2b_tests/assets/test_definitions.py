@@ -170,3 +170,32 @@ def test_cycle_walks_world_gate_states_certify() -> None:
     requests = stage_requests("2026-11-27T0200", "states", seeds)
     assert [r.partition_key for r in requests] == [str(s) for s in seeds]
     assert len({r.run_key for r in requests}) == len(seeds)
+
+
+def test_site_in_group_check_names_a_site_routed_to_another_group() -> None:
+    import polars as pl
+
+    from segment2b.assets.routing import site_in_group_violations
+    from segment2b.core.routing_rng import site_id
+
+    site_timezones = pl.DataFrame(
+        {
+            "merchant_id": pl.Series([7, 7], dtype=pl.UInt64),
+            "legal_country_iso": ["US", "US"],
+            "site_order": [1, 2],
+            "tzid": ["America/New_York", "America/Chicago"],
+        }
+    )
+    s1, s2 = site_id(7, "US", 1), site_id(7, "US", 2)
+    routed = pl.DataFrame(
+        {
+            "arrival": [0, 1, 2],
+            "merchant_id": pl.Series([7, 7, 7], dtype=pl.UInt64),
+            "site_id": pl.Series([s1, s2, s1], dtype=pl.UInt64),
+            "tz_group_id": ["America/New_York", "America/Chicago", "America/Chicago"],
+        }
+    )
+    assert site_in_group_violations(routed.head(2), site_timezones) == []
+    assert site_in_group_violations(routed, site_timezones) == [
+        f"arrival 2: merchant 7 site {s1} not in America/Chicago"
+    ]
