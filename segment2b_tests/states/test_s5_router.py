@@ -1495,6 +1495,23 @@ def test_roster_fast_path_answers_like_the_general_path(
         assert fast[1:] == general[1:]
 
 
+def test_roster_prefix_that_is_not_utf8_goes_to_the_general_parse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from segment2b.states import s5_router
+
+    line = ('{"channel": "card_present", "merchant_id": 9, ' + OK + "}\n").encode()
+    data = line + line.replace(b"card_present", b"card_\xffresent")
+    assert s5_router._parse_canonical(data) is None
+    with pytest.raises(SegmentError) as fast:
+        parse_roster(data)
+    monkeypatch.setattr(s5_router, "_parse_canonical", lambda *_, **__: None)
+    with pytest.raises(SegmentError) as general:
+        parse_roster(data)
+    assert fast.value.code == general.value.code == "2B-S5-020"
+    assert str(fast.value) == str(general.value)
+
+
 def test_parsed_timestamps_do_not_keep_the_roster_lines_alive() -> None:
     # The roster frame lives through S5 and S6: its timestamps must own their bytes rather than
     # view into the parsed lines (which would hold ~180 bytes per arrival).
