@@ -512,22 +512,21 @@ def write_jsonl(
     render buffer), hashing the bytes on the way. ``stop`` set between two chunks raises
     :class:`RenderStoppedError`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    start, end = 0, plan.n
     first = last = None
     size = 0
     h = hashlib.sha256()
     out: np.ndarray | None = None
     with path.open("wb") as fh:
-        for a in range(start, end, chunk_rows):
+        for a in range(0, plan.n, chunk_rows):
             if stop is not None and stop.is_set():
                 raise RenderStoppedError(str(path))
-            done = plan.render(a, min(a + chunk_rows, end), out=out)
+            done = plan.render(a, a + chunk_rows, out=out)
             out = done.buffer
-            if a == start:
+            if a == 0:
                 first = done.line(0)
             last = done.line(done.rows - 1)
-            size += _write(fh, done.span(0, done.rows), (h,))
-    return WrittenFile(path, end - start, size, first, last, h.hexdigest())
+            size += _write(fh, done.data, (h,))
+    return WrittenFile(path, plan.n, size, first, last, h.hexdigest())
 
 
 def write_jsonl_folder(
