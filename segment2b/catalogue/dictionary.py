@@ -18,6 +18,9 @@ import yaml
 from segment2b.errors import SegmentError
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
+# libyaml's safe loader when PyYAML has it (the wheels do): the same documents, parsed about
+# six times faster (the contract packs cost ~0.1 s per process in pure Python).
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DICTIONARY_FILE = "dataset_dictionary.layer1.2B.yaml"
 REGISTRY_FILE = "artefact_registry_2B.yaml"
 _TOKEN = re.compile(r"\{([a-z_]+)\}")
@@ -94,11 +97,16 @@ class Catalogue:
         )
 
 
+def read_yaml(path: Path) -> Any:
+    """A YAML contract file, safe-loaded (plain data only)."""
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+
+
 @cache
 def load_catalogue(contracts_dir: Path = CONTRACTS_DIR) -> Catalogue:
     """Load (once per process) the dictionary and registry from ``contracts/``."""
-    raw = yaml.safe_load((contracts_dir / DICTIONARY_FILE).read_text(encoding="utf-8"))
-    reg = yaml.safe_load((contracts_dir / REGISTRY_FILE).read_text(encoding="utf-8"))
+    raw = read_yaml(contracts_dir / DICTIONARY_FILE)
+    reg = read_yaml(contracts_dir / REGISTRY_FILE)
     entries = {
         ds_id: DatasetEntry(
             dataset_id=ds_id,

@@ -15,9 +15,8 @@ from typing import Any
 
 import jsonschema
 import polars as pl
-import yaml
 
-from segment2b.catalogue.dictionary import CONTRACTS_DIR
+from segment2b.catalogue.dictionary import CONTRACTS_DIR, read_yaml
 
 _DTYPES: dict[str, pl.DataType] = {
     "UInt64": pl.UInt64(),
@@ -32,7 +31,7 @@ _DTYPES: dict[str, pl.DataType] = {
 
 @cache
 def _pack(name: str) -> dict[str, Any]:
-    return yaml.safe_load((CONTRACTS_DIR / name).read_text(encoding="utf-8"))
+    return read_yaml(CONTRACTS_DIR / name)
 
 
 def anchor_exists(schema_ref: str) -> bool:
