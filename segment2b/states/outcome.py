@@ -18,16 +18,21 @@ class StateOutcome:
     """Published outputs of one state run for one seed.
 
     ``frame`` is the main table (for asset checks); ``report`` the run-report as written;
-    ``data_version`` the digest of every published output (the asset's Dagster data version).
+    ``data_version`` (the asset's Dagster data version) the digest of every published output,
+    or ``version`` when the state sets it: the input version its outputs were published
+    under, for outputs too large to hash on every publish (S5's logs, DECISIONS 29).
     """
 
     frame: pl.DataFrame | None
     report: Mapping[str, Any]
     published: Sequence[PublishResult] = field(default_factory=tuple)
     extras: Mapping[str, Any] = field(default_factory=dict)
+    version: str | None = None
 
     @property
     def data_version(self) -> str:
+        if self.version is not None:
+            return self.version
         return sha256_bytes(canonical_json([p.digest for p in self.published]))
 
 

@@ -463,7 +463,8 @@ def write_series(fh: Any, lines: pl.Series, *hashers: Any) -> int:
 @dataclass(frozen=True)
 class WrittenFile:
     """A staged JSONL file: rows, bytes, its first/last line (for spot checks) and the
-    SHA-256 of its bytes (H1, computed while writing)."""
+    SHA-256 of its bytes (H1, computed while writing; ``""`` when the writer was told not to
+    hash)."""
 
     path: Path
     rows: int
@@ -478,8 +479,9 @@ class WrittenFolder:
     """Files written by :func:`write_jsonl_folder`.
 
     ``sha256`` is the H2 folder digest (every file's bytes, concatenated in relative-path
-    order) of the files below ``root``, or None when the plan's row order does not follow the
-    path order (then the publisher digests the folder itself).
+    order) of the files below ``root``, or None when it was not computed: the writer was told
+    not to hash, or the plan's row order does not follow the path order (then the publisher
+    digests the folder itself if it needs the digest).
     """
 
     files: dict[Path, WrittenFile]
@@ -507,14 +509,15 @@ def write_jsonl(
     *,
     chunk_rows: int = CHUNK_ROWS,
     stop: threading.Event | None = None,
+    hashed: bool = True,
 ) -> WrittenFile:
     """Serialise every row of a plan into ``path``, chunk by chunk (bounded memory, one reused
-    render buffer), hashing the bytes on the way. ``stop`` set between two chunks raises
-    :class:`RenderStoppedError`."""
+    render buffer), hashing the bytes on the way unless ``hashed`` is off. ``stop`` set
+    between two chunks raises :class:`RenderStoppedError`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     first = last = None
     size = 0
-    h = hashlib.sha256()
+    h = hashlib.sha256() if hashed else None
     out: np.ndarray | None = None
     with path.open("wb") as fh:
         for a in range(0, plan.n, chunk_rows):
@@ -525,8 +528,8 @@ def write_jsonl(
             if a == 0:
                 first = done.line(0)
             last = done.line(done.rows - 1)
-            size += _write(fh, done.data, (h,))
-    return WrittenFile(path, plan.n, size, first, last, h.hexdigest())
+            size += _write(fh, done.data, (h,) if h is not None else ())
+    return WrittenFile(path, plan.n, size, first, last, h.hexdigest() if h is not None else "")
 
 
 def write_jsonl_folder(
@@ -536,16 +539,18 @@ def write_jsonl_folder(
     *,
     chunk_rows: int = CHUNK_ROWS,
     file_digests: bool = True,
+    folder_digest: bool = True,
 ) -> WrittenFolder:
     """Render a plan once, chunk by chunk, writing consecutive row ranges to their own files
     below ``root`` (per-day logs: the plan's rows are sorted by day; ``ranges`` cover
     ``[0, n)``). Each file is hashed while written (unless ``file_digests`` is off: then each
     :attr:`WrittenFile.sha256` is ``""``, for a publisher that needs only the folder's); when
-    ``root`` is given and the files' row order equals their relative-path order, the folder
-    digest (H2) is accumulated in the same pass."""
+    ``folder_digest`` is on, ``root`` is given and the files' row order equals their
+    relative-path order, the folder digest (H2) is accumulated in the same pass."""
     spans = [(p, r) for p, r in sorted(ranges.items(), key=lambda kv: kv[1]) if r[1] > r[0]]
     rels = [p.relative_to(root).as_posix() for p, _ in spans] if root is not None else None
-    folder = hashlib.sha256() if rels is not None and rels == sorted(rels) else None
+    in_path_order = rels is not None and rels == sorted(rels)
+    folder = hashlib.sha256() if folder_digest and in_path_order else None
     out_files: dict[Path, WrittenFile] = {}
     k = 0
     fh: Any = None
@@ -953,6 +958,7 @@ def publish_staged(
     dataset_id: str,
     input_version: str,
     digest: str | None = None,
+    hash_fresh: bool = True,
 ) -> PublishResult:
     """Publish a partition folder whose files were already written (validated) under ``staged``.
 
@@ -963,7 +969,9 @@ def publish_staged(
     Used for event families (``run_id=…/part-00000.jsonl``) and the per-day logs (the whole
     ``run_id=…/`` folder with its ``utc_day=…/`` files: one atomic rename for every day).
     ``digest``: the staged folder's H2 digest when the writer already computed it from the
-    bytes it wrote (saves re-reading them); None digests the staged folder.
+    bytes it wrote (saves re-reading them); None digests the staged folder, unless
+    ``hash_fresh`` is off and no target exists (then nothing is compared and the result's
+    digest is None).
     """
 
     def write(stage: Path) -> None:
@@ -979,6 +987,7 @@ def publish_staged(
         dataset_id=dataset_id,
         input_version=input_version,
         digest=digest,
+        hash_fresh=hash_fresh,
     )
 
 
@@ -1089,14 +1098,15 @@ def publish_trace_s5(
       (any S6 tail is dropped: S6 is stale and re-appends);
     * else ``2B-S5-080``.
 
-    ``digest``: SHA-256 of the staged bytes if the writer computed it (then a fresh target
-    needs no read at all).
+    ``digest``: SHA-256 of the staged bytes if the writer computed it. A fresh target needs
+    no read at all; it is not hashed either when ``digest`` is None (the result's digest is
+    then None: the trace is versioned by ``input_version``).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     exists = target.exists()
     prefix_ok = False
-    if digest is None or exists:
-        digest, prefix_ok = _hash_and_prefix_match(staged, target if exists else None)
+    if exists:
+        digest, prefix_ok = _hash_and_prefix_match(staged, target)
     size = staged.stat().st_size
     outcome: Literal["published", "idempotent", "replaced"] = "published"
     if exists:
@@ -1133,7 +1143,8 @@ def publish_trace_s5_s6(
     :func:`publish_trace_s5` followed by :func:`publish_trace_s6`, checked in that order; but
     S5's rows are not copied a second time to append S6's (a copy that grows with all arrivals,
     not with S6's virtual ones): the tail is appended to S5's private staged file before its
-    one rename. ``staged`` holds S5's rows only (SHA-256 ``digest`` if known) and is consumed.
+    one rename. ``staged`` holds S5's rows only (SHA-256 ``digest`` if known; a fresh target
+    leaves an unknown one None, as :func:`publish_trace_s5` does) and is consumed.
     Returns S5's result (its rows) and S6's (its tail; None when there is no tail).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -1141,8 +1152,8 @@ def publish_trace_s5_s6(
     size = staged.stat().st_size
     exists = target.exists()
     prefix_ok = False
-    if digest is None or exists:
-        digest, prefix_ok = _hash_and_prefix_match(staged, target if exists else None)
+    if exists:
+        digest, prefix_ok = _hash_and_prefix_match(staged, target)
     s5_outcome: Literal["published", "idempotent", "replaced"] = "published"
     s6_outcome: Literal["published", "idempotent", "replaced"] = "published"
     keep = (size, size)  # target bytes [a, b) kept between S5's rows and the new tail

@@ -38,6 +38,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+# polars imports pyarrow.compute (~60 ms) on its first Arrow -> Series conversion (the
+# roster's string columns): load it with the module, not in the middle of a route.
+import pyarrow.compute
+
 from segment2b.catalogue.schemas import json_errors
 from segment2b.core.alias_table import AliasBuildError, AliasTables, build_alias_tables
 from segment2b.core.philox import PhiloxStream
@@ -1348,13 +1352,14 @@ def _stage_file(
     dataset_id: str,
     build: Callable[[], rng_logs.JsonlPlan],
     stop: threading.Event | None = None,
+    hashed: bool = True,
 ) -> rng_logs.WrittenFile:
-    """Render one single-file log into ``stage_root/<key>/`` (hashed while written); its
-    rendered output path must carry the run tokens (``2B-S5-071``). ``stop`` set: give up
-    between chunks (:class:`~segment2b.states.rng_logs.RenderStoppedError`)."""
+    """Render one single-file log into ``stage_root/<key>/`` (hashed while written if
+    ``hashed``); its rendered output path must carry the run tokens (``2B-S5-071``). ``stop``
+    set: give up between chunks (:class:`~segment2b.states.rng_logs.RenderStoppedError`)."""
     _ensure_tokens(home.rel(dataset_id, run_tokens), run_tokens, f"{PREFIX}-071", dataset_id)
     path = stage_root / key / home.path(dataset_id, run_tokens).name
-    return rng_logs.write_jsonl(path, build(), stop=stop)
+    return rng_logs.write_jsonl(path, build(), stop=stop, hashed=hashed)
 
 
 def _line_count(data: bytes) -> int:
@@ -1370,10 +1375,11 @@ def _stage_selection(
     routing: S5Routing,
     tokens: RunTokens,
     rng_stream_id: str,
+    hashed: bool = True,
 ) -> tuple[rng_logs.WrittenFolder, dict[Path, str]]:
     """Render the per-day selection logs into ``stage_root/selection/utc_day=…/`` in one pass
-    (days ascending = path order, so the folder digest comes with it); returns the written
-    folder and each file's ``utc_day=…`` key."""
+    (days ascending = path order, so the folder digest comes with it if ``hashed``); returns
+    the written folder and each file's ``utc_day=…`` key."""
     plan, days = s5_selection_plan(routing, tokens, rng_stream_id=rng_stream_id)
     run_folder = _selection_run_folder(home, run_tokens)
     root = stage_root / "selection"
@@ -1391,7 +1397,10 @@ def _stage_selection(
         keys[path] = f"utc_day={day}"
         ranges[path] = span
     # Only the folder's H2 digest is published: the day files need no digests of their own.
-    return rng_logs.write_jsonl_folder(plan, ranges, root, file_digests=False), keys
+    written = rng_logs.write_jsonl_folder(
+        plan, ranges, root, file_digests=False, folder_digest=hashed
+    )
+    return written, keys
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1512,7 +1521,17 @@ def run_s5(
         # The trace echoes counters only (ctr0 + k), so it follows from the arrival count:
         # render it from the roster's line count while the roster is parsed and routed. A
         # roster with blank lines (a different count) has it rendered again once parsed.
-        stage = partial(_stage_file, home, stage_root, run_tokens)
+        # The logs are versioned by their input version (DECISIONS 29), so a fresh publish
+        # needs no digest: they are hashed while written only when a target exists, to be
+        # compared with it (one that appears meanwhile is compared by reading the stage).
+        log_targets = (
+            home.path("rng_trace_log", run_tokens),
+            home.path("rng_event_alias_pick_group", run_tokens).parent,
+            home.path("rng_event_alias_pick_site", run_tokens).parent,
+            _selection_run_folder(home, run_tokens),
+        )
+        hashed = any(t.exists() for t in log_targets)
+        stage = partial(_stage_file, home, stage_root, run_tokens, hashed=hashed)
 
         def trace(arrivals: int) -> Future[rng_logs.WrittenFile]:
             return pool.submit(
@@ -1618,6 +1637,7 @@ def run_s5(
                 routing=routing,
                 tokens=tokens,
                 rng_stream_id=sel.rng_stream_id,
+                hashed=hashed,
             )
             if selection_enabled
             else None
@@ -1698,7 +1718,7 @@ def run_s5(
                     target,
                     staged["trace"].path,
                     input_version=ver,
-                    digest=staged["trace"].sha256,
+                    digest=staged["trace"].sha256 or None,
                 )
             mine, theirs = rng_logs.publish_trace_s5_s6(
                 home,
@@ -1707,7 +1727,7 @@ def run_s5(
                 input_version=ver,
                 tail=join.tail,
                 tail_version=join.input_version,
-                digest=staged["trace"].sha256,
+                digest=staged["trace"].sha256 or None,
             )
             s6_trace.append(theirs)
             return mine
@@ -1728,7 +1748,8 @@ def run_s5(
                     dataset_id=ds,
                     input_version=ver,
                     # A one-file folder: its H2 digest is the file's SHA-256.
-                    digest=staged[key].sha256,
+                    digest=staged[key].sha256 or None,
+                    hash_fresh=False,
                 )
             )
         if day_files and selection_folder is not None:
@@ -1743,6 +1764,7 @@ def run_s5(
                     dataset_id="s5_selection_log",
                     input_version=ver,
                     digest=selection_folder.sha256,
+                    hash_fresh=False,
                 )
             )
         published: list[PublishResult] = list(pool.map(lambda job: job(), jobs))
@@ -1864,6 +1886,7 @@ def run_s5(
         frame=routing.to_frame(),
         report=report,
         published=tuple(published),
+        version=ver,
         extras={
             "routing": routing,
             "roster_sha256": ev.rows["s5_arrival_roster"]["sha256_hex"],

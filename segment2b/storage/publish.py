@@ -25,11 +25,14 @@ Outcome = Literal["published", "idempotent", "replaced"]
 
 @dataclass(frozen=True)
 class PublishResult:
-    """Where the output landed, how many bytes, and which publish branch ran."""
+    """Where the output landed, how many bytes, its digest and which publish branch ran.
+
+    ``digest`` is None only for a fresh publish told not to hash (``hash_fresh=False``: a
+    log versioned by its input version, whose bytes nothing needs to compare)."""
 
     path: Path
     bytes: int
-    digest: str
+    digest: str | None
     outcome: Outcome
 
 
@@ -240,30 +243,35 @@ def publish_folder(
     input_version: str | None = None,
     immutable: bool = False,
     digest: str | None = None,
+    hash_fresh: bool = True,
 ) -> PublishResult:
     """Stage a whole partition folder under ``<home>/tmp/<state>_<uuid>/`` and rename it in.
 
     ``digest``: the H2 digest of what ``write`` stages, when the caller computed it from the
-    bytes it wrote (large logs: saves reading them back); None digests the staged folder.
+    bytes it wrote (large logs: saves reading them back); None digests the staged folder,
+    unless ``hash_fresh`` is off and there is no target to compare with (the result's
+    digest is then None).
     """
     home.tmp.mkdir(parents=True, exist_ok=True)
     stage = home.tmp / f"{state}_{uuid.uuid4().hex}"
     stage.mkdir()
     try:
         write(stage)
-        if digest is None:
+        if digest is None and (hash_fresh or target.exists()):
             digest = folder_digest(stage)
         size = tree_bytes(stage)
-        outcome = _against_target(
-            home,
-            target,
-            digest,
-            prefix=prefix,
-            dataset_id=dataset_id,
-            input_version=input_version,
-            immutable=immutable,
-            digest_of=folder_digest,
-        )
+        outcome: Outcome = "published"
+        if digest is not None:
+            outcome = _against_target(
+                home,
+                target,
+                digest,
+                prefix=prefix,
+                dataset_id=dataset_id,
+                input_version=input_version,
+                immutable=immutable,
+                digest_of=folder_digest,
+            )
         if outcome == "idempotent":
             _record_version(home, target, input_version)
             return PublishResult(target, size, digest, outcome)

@@ -19,6 +19,7 @@ from segment2b.states import rng_logs, s5_router
 from segment2b.states.outcome import StateOutcome
 from segment2b.states.s5_router import run_s5
 from segment2b.states.s6_edge_router import S6Pending, prepare_s6, run_s6
+from segment2b.storage.digests import sha256_bytes
 from segment2b.storage.home import StorageHome
 from segment2b_tests.fixtures import TinyRun
 from segment2b_tests.states.test_s5_router import s5_kwargs, sealed_run
@@ -266,3 +267,14 @@ def test_one_write_equals_s5_publish_then_s6_append(tmp_path: Path, name: str) -
                 home, target, tag
             )
     shutil.rmtree(tmp_path / "joined", ignore_errors=True)
+
+
+def test_fresh_trace_publish_hashes_nothing_unless_a_target_exists(tmp_path: Path) -> None:
+    """A fresh trace with no writer digest is renamed unhashed (digest None); once the target
+    exists the staged bytes are hashed to be compared (DECISIONS 29)."""
+    home, target, staged = _trace_home(tmp_path, None, None, None)
+    first = rng_logs.publish_trace_s5(home, target, staged, input_version="v5")
+    assert (first.outcome, first.digest) == ("published", None)
+    staged.write_bytes(S5_ROWS)
+    again = rng_logs.publish_trace_s5(home, target, staged, input_version="v5")
+    assert (again.outcome, again.digest) == ("idempotent", sha256_bytes(S5_ROWS))

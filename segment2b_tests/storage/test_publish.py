@@ -145,3 +145,35 @@ def test_stream_io_error_is_082(home: StorageHome) -> None:
     assert exc.value.code == "UW-082"
     assert not target.exists()
     assert not [p for p in target.parent.iterdir() if p.name.startswith("_tmp.")]
+
+
+def test_folder_fresh_publish_without_hashing_still_compares_an_existing_target(
+    home: StorageHome,
+) -> None:
+    """``hash_fresh=False`` (S5's logs): a fresh target gets no digest; an existing one is
+    compared by digest exactly as before (idempotent, 080, or replaced on a new version)."""
+    target = home.root / "logs" / "family"
+
+    def publish(data: bytes, version: str) -> object:
+        return publish_folder(
+            home,
+            target,
+            lambda s: (s / "part-00000.jsonl").write_bytes(data),
+            prefix="2B-S5",
+            state="s5_x",
+            dataset_id="x",
+            input_version=version,
+            hash_fresh=False,
+        )
+
+    first = publish(b"a\n", "v1")
+    assert (first.outcome, first.digest) == ("published", None)
+    again = publish(b"a\n", "v1")
+    assert (again.outcome, again.digest) == ("idempotent", sha256_bytes(b"a\n"))
+    with pytest.raises(SegmentError) as exc:
+        publish(b"b\n", "v1")
+    assert exc.value.code == "2B-S5-080"
+    assert (target / "part-00000.jsonl").read_bytes() == b"a\n"
+    replaced = publish(b"b\n", "v2")
+    assert (replaced.outcome, replaced.digest) == ("replaced", sha256_bytes(b"b\n"))
+    assert not list(home.tmp.glob("s5_x_*"))
