@@ -5,16 +5,18 @@ masses ``s_i = (w_i / T) * n``. It is *not* S2's blob law (index-ordered min-hea
 quantised grid, ``s2-alias-tables.md`` §4.2); the router never decodes the blob ("Option A").
 
 Tables are stored in CSR form: ``offsets[t] .. offsets[t+1]`` is table ``t``'s slice of the flat
-``weights``/``prob``/``alias`` arrays and ``alias`` holds table-local indices. Pure numpy.
+``weights``/``prob``/``alias`` arrays and ``alias`` holds table-local indices. The build is one
+compiled (numba) pass over every table; decoding is numpy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
-__all__ = ["AliasBuildError", "AliasTables", "build_alias", "build_alias_tables"]
+__all__ = ["AliasBuildError", "AliasTables", "build_alias", "build_alias_tables", "warm_up"]
 
 
 class AliasBuildError(ValueError):
@@ -98,9 +100,60 @@ def build_alias(weights: np.ndarray | list[float]) -> tuple[np.ndarray, np.ndarr
     return tables.prob, tables.alias
 
 
-def _bucket_widths(sizes: np.ndarray) -> np.ndarray:
-    """Padding width class of each table: the next power of two >= n (n >= 1)."""
-    return np.left_shift(1, np.ceil(np.log2(np.maximum(sizes, 1))).astype(np.int64))
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _build(  # noqa: PLR0917 - one compiled pass over every table
+    w: np.ndarray,
+    offs: np.ndarray,
+    prob: np.ndarray,
+    alias: np.ndarray,
+    totals: np.ndarray,
+    s: np.ndarray,
+    fifo: np.ndarray,
+) -> int:
+    """The serial law of :func:`build_alias_tables`, table by table, into ``prob`` / ``alias``
+    / ``totals``; returns the first table whose total is not finite and > 0, or -1. ``s`` and
+    ``fifo`` are scratch (``len(w)`` and ``3 * max n``)."""
+    for t in range(offs.size - 1):
+        o = offs[t]
+        n = offs[t + 1] - o
+        tot = 0.0
+        for i in range(n):  # left to right in binary64
+            tot += w[o + i]
+        totals[t] = tot
+        if not (np.isfinite(tot) and tot > 0.0):
+            return t
+        # small FIFO in fifo[0:n] (each index enters it at most once); large FIFO after it
+        # (its n seeds plus at most n re-insertions).
+        sh = st = 0
+        lh = lt = n
+        for i in range(n):
+            s[o + i] = (w[o + i] / tot) * n
+            prob[o + i] = 1.0
+            alias[o + i] = i
+            if s[o + i] < 1.0:
+                fifo[st] = i
+                st += 1
+        for i in range(n):
+            if not s[o + i] < 1.0:
+                fifo[lt] = i
+                lt += 1
+        while sh < st and lh < lt:
+            a = fifo[sh]
+            b = fifo[lh]
+            sh += 1
+            lh += 1
+            p_a = s[o + a]
+            prob[o + a] = p_a
+            alias[o + a] = b
+            s_b = s[o + b] - (1.0 - p_a)
+            s[o + b] = s_b
+            if s_b < 1.0:
+                fifo[st] = b
+                st += 1
+            else:
+                fifo[lt] = b
+                lt += 1
+    return -1
 
 
 def build_alias_tables(weights: np.ndarray, offsets: np.ndarray) -> AliasTables:
@@ -134,11 +187,9 @@ def build_alias_tables(weights: np.ndarray, offsets: np.ndarray) -> AliasTables:
        of small if ``s_b < 1`` else to the back of large.
     4. Everything left: ``prob = 1.0``, ``alias = self``.
 
-    Vectorisation: tables are grouped by padded width (next power of two); within a group the
-    FIFOs are rows of index matrices with head/tail pointers, and one numpy step advances every
-    still-active table by one worklist pop. Each table sees exactly its serial sequence of
-    binary64 operations, so results equal a per-table loop bit for bit. Cost is
-    O(sum of n) memory and O(max n) numpy steps per width group.
+    Compiled (numba, one pass over every table): each table runs exactly its serial
+    sequence of binary64 operations (no fast-math), so results equal a per-table Python loop
+    bit for bit, in O(sum of n) time and memory.
 
     Compatibility guarantee
     -----------------------
@@ -153,7 +204,7 @@ def build_alias_tables(weights: np.ndarray, offsets: np.ndarray) -> AliasTables:
         raise ValueError(msg)
     sizes = np.diff(offs)
     n_tables = sizes.size
-    prob = np.ones(w_all.size, dtype=np.float64)
+    prob = np.empty(w_all.size, dtype=np.float64)
     alias = np.empty(w_all.size, dtype=np.int64)
     totals = np.empty(n_tables, dtype=np.float64)
     if n_tables == 0:
@@ -165,60 +216,13 @@ def build_alias_tables(weights: np.ndarray, offsets: np.ndarray) -> AliasTables:
     if empty.size:
         raise AliasBuildError(int(empty[0]), "table has no entries")
 
-    widths = _bucket_widths(sizes)
-    bad_tables: list[int] = []
-    for width in np.unique(widths).tolist():
-        tabs = np.flatnonzero(widths == width)
-        n_r = sizes[tabs]
-        rows = tabs.size
-        cols = np.arange(width, dtype=np.int64)
-        valid = cols[None, :] < n_r[:, None]
-        flat_idx = offs[tabs][:, None] + cols[None, :]
-        flat_idx = np.where(valid, flat_idx, 0)
-        wm = np.where(valid, w_all[flat_idx], 0.0)
-        # Left-to-right binary64 sum: accumulate is sequential; trailing +0.0 pads are exact.
-        tot = np.add.accumulate(wm, axis=1)[:, -1] if width > 1 else wm[:, 0].copy()
-        totals[tabs] = tot
-        bad = ~np.isfinite(tot) | (tot <= 0.0)
-        if bad.any():
-            bad_tables.append(int(tabs[np.flatnonzero(bad)[0]]))
-            continue
-        s = (wm / tot[:, None]) * n_r[:, None].astype(np.float64)
-        # Worklist seeds: small (s < 1) ascending, then large ascending, then padding.
-        key = np.where(valid, (s >= 1.0).astype(np.int8), np.int8(2))
-        order = np.argsort(key, axis=1, kind="stable")
-        n_small = np.sum(valid & (s < 1.0), axis=1)
-        small_q = order.copy()
-        large_q = np.zeros((rows, 2 * width), dtype=np.int64)
-        large_q[:, :width] = order
-        sh = np.zeros(rows, dtype=np.int64)
-        st = n_small.astype(np.int64)
-        lh = st.copy()
-        lt = n_r.astype(np.int64)
-        pm = np.ones((rows, width), dtype=np.float64)
-        am = np.broadcast_to(cols, (rows, width)).copy()
-        act = np.flatnonzero((sh < st) & (lh < lt))
-        while act.size:
-            a = small_q[act, sh[act]]
-            b = large_q[act, lh[act]]
-            p_a = s[act, a]
-            pm[act, a] = p_a
-            am[act, a] = b
-            s_b = s[act, b] - (1.0 - p_a)
-            s[act, b] = s_b
-            sh[act] += 1
-            lh[act] += 1
-            to_small = s_b < 1.0
-            r_small = act[to_small]
-            small_q[r_small, st[r_small]] = b[to_small]
-            st[r_small] += 1
-            r_large = act[~to_small]
-            large_q[r_large, lt[r_large]] = b[~to_small]
-            lt[r_large] += 1
-            act = act[(sh[act] < st[act]) & (lh[act] < lt[act])]
-        prob[flat_idx[valid]] = pm[valid]
-        alias[flat_idx[valid]] = am[valid]
-    if bad_tables:
-        first = min(bad_tables)
-        raise AliasBuildError(first, f"total weight {totals[first]!r} is not finite and > 0")
+    fifo = np.empty(3 * int(sizes.max()), dtype=np.int64)
+    bad = _build(w_all, offs, prob, alias, totals, np.empty(w_all.size, dtype=np.float64), fifo)
+    if bad >= 0:
+        raise AliasBuildError(bad, f"total weight {totals[bad]!r} is not finite and > 0")
     return AliasTables(offs, prob, alias, totals)
+
+
+def warm_up() -> None:
+    """Compile the build kernel now (or load it from numba's cache); see ``storage.compiled``."""
+    build_alias([1.0])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
+from segment2b.core import alias_table
 from segment2b.storage import jsonl_render, roster_scan
 
 __all__ = ["preload", "warm_up"]
@@ -24,6 +25,7 @@ def warm_up() -> None:
     """Compile (or load from numba's cache) every kernel, in this thread."""
     jsonl_render.warm_up()
     roster_scan.warm_up()
+    alias_table.warm_up()
 
 
 def _quiet_warm_up() -> None:
