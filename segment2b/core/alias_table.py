@@ -72,18 +72,13 @@ class AliasTables:
         ValueError
             If ``j`` falls outside ``[0, n)`` (only possible for ``u`` outside ``(0, 1)``).
         """
-        t = np.asarray(table, dtype=np.int64)
-        uu = np.asarray(u, dtype=np.float64)
-        n = (self.offsets[t + 1] - self.offsets[t]).astype(np.int64)
-        x = uu * n.astype(np.float64)
-        jf = np.floor(x)
-        r = x - jf
-        j = jf.astype(np.int64)
-        if j.size and (int(j.min()) < 0 or bool(np.any(j >= n))):
+        t = np.ascontiguousarray(table, dtype=np.int64)
+        uu = np.ascontiguousarray(u, dtype=np.float64)
+        out = np.empty(uu.size, dtype=np.int64)
+        if _decode(t, uu, self.offsets, self.prob, self.alias, out) >= 0:
             msg = "alias decode index outside its table (uniform not in (0, 1))"
             raise ValueError(msg)
-        flat = self.offsets[t] + j
-        return np.where(r < self.prob[flat], j, self.alias[flat])
+        return out
 
 
 def build_alias(weights: np.ndarray | list[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +93,29 @@ def build_alias(weights: np.ndarray | list[float]) -> tuple[np.ndarray, np.ndarr
     w = np.asarray(weights, dtype=np.float64)
     tables = build_alias_tables(w, np.array([0, w.size], dtype=np.int64))
     return tables.prob, tables.alias
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _decode(  # noqa: PLR0917
+    table: np.ndarray,
+    u: np.ndarray,
+    offs: np.ndarray,
+    prob: np.ndarray,
+    alias: np.ndarray,
+    out: np.ndarray,
+) -> int:
+    """:meth:`AliasTables.decode` element by element into ``out``; returns the first element
+    whose ``floor(u * n)`` is outside ``[0, n)`` (NaN included), or -1."""
+    for i in range(u.size):
+        o = offs[table[i]]
+        n = offs[table[i] + 1] - o
+        x = u[i] * np.float64(n)
+        jf = np.floor(x)
+        if not (jf >= 0.0 and jf < n):
+            return i
+        j = np.int64(jf)
+        out[i] = j if x - jf < prob[o + j] else alias[o + j]
+    return -1
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
@@ -224,5 +242,6 @@ def build_alias_tables(weights: np.ndarray, offsets: np.ndarray) -> AliasTables:
 
 
 def warm_up() -> None:
-    """Compile the build kernel now (or load it from numba's cache); see ``storage.compiled``."""
-    build_alias([1.0])
+    """Compile the kernels now (or load them from numba's cache); see ``storage.compiled``."""
+    tables = build_alias_tables(np.array([1.0]), np.array([0, 1], dtype=np.int64))
+    tables.decode(np.zeros(1, dtype=np.int64), np.array([0.5]))

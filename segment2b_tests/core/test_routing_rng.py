@@ -270,6 +270,32 @@ def test_decode_matches_the_serial_rule_and_is_unbiased() -> None:
     assert freq[1] == 0.0
 
 
+def test_decode_equals_the_serial_rule_across_many_tables() -> None:
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(1, 20, 500)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    tables = build_alias_tables(rng.random(int(offsets[-1])) + 1e-3, offsets)
+    table = rng.integers(0, sizes.size, 20_000)
+    u = rng.random(table.size)
+    u[:3] = [np.nextafter(0.0, 1.0), 0.5, np.nextafter(1.0, 0.0)]
+    want = []
+    for t, x in zip(table.tolist(), u.tolist(), strict=True):
+        n = int(sizes[t])
+        j = int(np.floor(x * n))
+        flat = int(offsets[t]) + j
+        want.append(j if x * n - j < tables.prob[flat] else int(tables.alias[flat]))
+    # strided uniforms (S5 decodes u[0::2] and u[1::2]) decode the same
+    spread = np.repeat(u, 2)
+    assert tables.decode(table, spread[0::2]).tolist() == want
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.25, np.nan, np.inf])
+def test_decode_refuses_uniforms_outside_the_unit_interval(bad: float) -> None:
+    tables = build_alias_tables(np.array([0.5, 0.5]), np.array([0, 2]))
+    with pytest.raises(ValueError, match="outside its table"):
+        tables.decode(np.zeros(3, np.int64), np.array([0.25, bad, 0.75]))
+
+
 def test_bad_tables_raise_with_their_index() -> None:
     with pytest.raises(AliasBuildError) as exc:
         build_alias_tables(np.array([0.5, 0.5, 0.0, 0.0, 1.0]), np.array([0, 2, 4, 5]))
