@@ -216,7 +216,7 @@ def parse_roster(data: bytes, *, prefix: str = PREFIX, lines: int | None = None)
     ``utc_timestamp`` rfc3339_micros; ``utc_day`` a calendar date equal to the timestamp's UTC
     date; optional ``is_virtual`` boolean, ``channel`` enum, ``mcc`` integer 1000..9999. Any
     failure is ``<prefix>-020`` naming the 1-based line. ``lines``: ``data``'s line count
-    (:func:`_line_count`) when the caller has it.
+    (:func:`~segment2b.storage.roster_scan.line_count`) when the caller has it.
     """
     empty = pl.DataFrame(
         schema={
@@ -1362,11 +1362,6 @@ def _stage_file(
     return rng_logs.write_jsonl(path, build(), stop=stop, hashed=hashed)
 
 
-def _line_count(data: bytes) -> int:
-    """Lines in ``data`` (a last line without its newline counts)."""
-    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-
-
 def _stage_selection(
     home: StorageHome,
     stage_root: Path,
@@ -1544,7 +1539,7 @@ def run_s5(
                 stop=stop_trace,
             )
 
-        lines = _line_count(roster_bytes)
+        lines = roster_scan.line_count(roster_bytes)
         trace_job = trace(lines)
         try:
             roster = parse_roster(roster_bytes, prefix=PREFIX, lines=lines)

@@ -152,3 +152,19 @@ def test_a_wrong_line_count_is_declined_not_read_past() -> None:
 def test_empty_and_warm_up() -> None:
     assert roster_scan.scan(b"") is None
     assert roster_scan.warm_up() == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "want"),
+    [(b"", 0), (b"a", 1), (b"a\n", 1), (b"a\nb", 2), (b"\n\n", 2), (b"\n", 1), (b"x\n\ny\n", 3)],
+)
+def test_line_count_known_answers(data: bytes, want: int) -> None:
+    assert roster_scan.line_count(data) == want
+
+
+def test_line_count_equals_bytes_count_on_random_bytes() -> None:
+    rng = np.random.default_rng(3)
+    for size in (1, 31, 32, 33, 1000, 70_001):
+        data = rng.choice(np.frombuffer(b"ab\n{}", dtype=np.uint8), size).tobytes()
+        want = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        assert roster_scan.line_count(data) == want
