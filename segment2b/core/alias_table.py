@@ -5,8 +5,8 @@ masses ``s_i = (w_i / T) * n``. It is *not* S2's blob law (index-ordered min-hea
 quantised grid, ``s2-alias-tables.md`` §4.2); the router never decodes the blob ("Option A").
 
 Tables are stored in CSR form: ``offsets[t] .. offsets[t+1]`` is table ``t``'s slice of the flat
-``weights``/``prob``/``alias`` arrays and ``alias`` holds table-local indices. The build is one
-compiled (numba) pass over every table; decoding is numpy.
+``weights``/``prob``/``alias`` arrays and ``alias`` holds table-local indices. The build and the
+decode are compiled (numba) passes, one over every table and one over every uniform.
 """
 
 from __future__ import annotations
