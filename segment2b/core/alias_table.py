@@ -12,6 +12,7 @@ decode are compiled (numba) passes, one over every table and one over every unif
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -72,8 +73,8 @@ class AliasTables:
         ValueError
             If ``j`` falls outside ``[0, n)`` (only possible for ``u`` outside ``(0, 1)``).
         """
-        t = np.ascontiguousarray(table, dtype=np.int64)
-        uu = np.ascontiguousarray(u, dtype=np.float64)
+        t = _kernel_array(table, np.int64)
+        uu = _kernel_array(u, np.float64)
         out = np.empty(uu.size, dtype=np.int64)
         if _decode(t, uu, self.offsets, self.prob, self.alias, out) >= 0:
             msg = "alias decode index outside its table (uniform not in (0, 1))"
@@ -93,6 +94,14 @@ def build_alias(weights: np.ndarray | list[float]) -> tuple[np.ndarray, np.ndarr
     w = np.asarray(weights, dtype=np.float64)
     tables = build_alias_tables(w, np.array([0, w.size], dtype=np.int64))
     return tables.prob, tables.alias
+
+
+def _kernel_array(values: Any, dtype: type[np.generic]) -> np.ndarray:
+    """``values`` as the one array type the kernels are compiled for: C-contiguous and
+    writable. numba compiles (or loads from its cache) one machine-code variant per argument
+    type, and a read-only array (``Series.to_numpy()``, ``np.frombuffer``) is another type:
+    without this its first call would compile inside a run rather than in ``warm_up``."""
+    return np.require(values, dtype=dtype, requirements=("C", "W"))
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
@@ -215,8 +224,8 @@ def build_alias_tables(weights: np.ndarray, offsets: np.ndarray) -> AliasTables:
     ``[1.0, 0.8999999999999999, 0.6000000000000001]``, alias ``[0, 0, 0]``; ``[0.1, 0.3]`` ->
     prob ``[0.5, 1.0]``, alias ``[1, 1]``.
     """
-    w_all = np.ascontiguousarray(weights, dtype=np.float64)
-    offs = np.ascontiguousarray(offsets, dtype=np.int64)
+    w_all = _kernel_array(weights, np.float64)
+    offs = _kernel_array(offsets, np.int64)
     if offs.ndim != 1 or offs.size < 1 or offs[0] != 0 or offs[-1] != w_all.size:
         msg = "offsets must start at 0 and end at len(weights)"
         raise ValueError(msg)
