@@ -59,6 +59,7 @@ from segment2b.storage.digests import sha256_bytes, sha256_file
 from segment2b.storage.home import StorageHome
 from segment2b.storage.publish import PublishResult, publish_file
 from segment2b.storage.reports import write_report
+from segment2b.storage.roster_scan import line_count
 
 __all__ = [
     "FAMILIES",
@@ -567,12 +568,6 @@ def _empty_table(rules: RowRules) -> pa.Table:
     return rules.arrow_schema.empty_table()
 
 
-def _line_count(data: bytes) -> int:
-    if not data:
-        return 0
-    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-
-
 def _locate_bad_line(data: bytes, rules: RowRules) -> tuple[int, str]:
     """First physical line that does not parse as exactly one schema-conformant row."""
     lines = data.split(b"\n")
@@ -607,7 +602,7 @@ def _parse_file(
     except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):
         table = None
     if table is None or (
-        table.num_rows != _line_count(data)
+        table.num_rows != line_count(data)
         and table.num_rows != sum(1 for line in data.splitlines() if line.strip())
     ):
         line, detail = _locate_bad_line(data, rules)
@@ -1129,7 +1124,7 @@ def read_jsonl(
     if fast is not None:
         return fast
     datas = [lf.path.read_bytes() for lf in files]
-    lines = [_line_count(d) for d in datas]
+    lines = [line_count(d) for d in datas]
     table: pa.Table | None = None
     if len(datas) == 1:
         buffer = datas[0]
