@@ -760,8 +760,13 @@ def _probe_constants(maps: Sequence[mmap.mmap], rules: RowRules) -> dict[str, An
     return out
 
 
-def _matches(plan: rng_logs.JsonlPlan, arrays: Sequence[np.ndarray]) -> np.ndarray | None:
-    """Per-row line lengths if rendering ``plan`` reproduces the files exactly, else None."""
+def _matches(
+    plan: rng_logs.JsonlPlan, arrays: Sequence[np.ndarray], *, whole: bool = True
+) -> np.ndarray | None:
+    """Per-row line lengths if rendering ``plan`` reproduces the files exactly, else None.
+
+    ``whole=False``: the rendering only has to equal the files' first bytes (a window of rows
+    starting at the first byte given; see :mod:`.s7_windows`)."""
     stream = _FileStream(arrays)
     line_ends: list[np.ndarray] = []
     out: np.ndarray | None = None
@@ -771,7 +776,7 @@ def _matches(plan: rng_logs.JsonlPlan, arrays: Sequence[np.ndarray]) -> np.ndarr
         line_ends.append(done.lengths().astype(np.uint32))
         if not stream.match(done.data):
             return None
-    if not stream.exhausted:
+    if whole and not stream.exhausted:
         return None
     return np.concatenate(line_ends) if line_ends else np.zeros(0, dtype=np.uint32)
 
@@ -786,10 +791,13 @@ def _prove(
     rules: RowRules,
     constants: Mapping[str, Any],
     arrays: Sequence[np.ndarray],
+    *,
+    whole: bool = True,
 ) -> _Proof | None:
     """Render every row from ``frame`` (values of the non-constant fields; a field missing
     from it or null on every row is an absent key) and ``constants`` (literals), compare with
-    the files, and on equality return the full frame in rule order."""
+    the files (their first bytes only unless ``whole``), and on equality return the full frame
+    in rule order."""
     dtypes = {f.name: _rule_dtype(f) for f in rules.fields if f.name in frame.columns}
     if any(frame.schema[k] != v for k, v in dtypes.items()):
         try:
@@ -801,7 +809,7 @@ def _prove(
         return None
     render, fields = spec
     fields.update({k: rng_logs.Const(v) for k, v in constants.items()})
-    lengths = _matches(rng_logs.jsonl_plan(render, fields), arrays)
+    lengths = _matches(rng_logs.jsonl_plan(render, fields), arrays, whole=whole)
     if lengths is None:
         return None
     n = frame.height
@@ -829,15 +837,19 @@ def _with_fill(frame: pl.DataFrame, fill: Mapping[str, Any], rules: RowRules) ->
 
 
 def _parse_and_prove(
-    files: Sequence[LogFile],
+    source: Sequence[LogFile] | bytes,
     arrays: Sequence[np.ndarray],
     rules: RowRules,
     constants: Mapping[str, Any],
 ) -> _Proof | None:
-    """Parse the non-constant fields with polars, then :func:`_prove` them."""
+    """Parse the non-constant fields with polars, then :func:`_prove` them. ``source``: the
+    files, or the bytes of a window of whole lines (``arrays`` then holds those bytes)."""
     variable = {f.name: _rule_dtype(f) for f in rules.fields if f.name not in constants}
     try:
-        frame = pl.scan_ndjson([str(lf.path) for lf in files], schema=variable).collect()
+        if isinstance(source, bytes):
+            frame = pl.read_ndjson(source, schema=variable)
+        else:
+            frame = pl.scan_ndjson([str(lf.path) for lf in source], schema=variable).collect()
     except (pl.exceptions.PolarsError, OSError, ValueError):
         return None
     return _prove(frame, rules, constants, arrays)
@@ -882,18 +894,28 @@ def _fast_table(files: Sequence[LogFile], rules: RowRules) -> JsonlTable | None:
     files are parsed once more with every field.
     """
 
-    def attempt(maps: Sequence[mmap.mmap], arrays: Sequence[np.ndarray]) -> _Proof | None:
-        constants = _probe_constants(maps, rules)
-        if constants is None:
-            return None
-        if len(constants) == len(rules.fields):  # the row count still needs a parsed column
-            constants.pop(rules.fields[0].name)
-        proved = _parse_and_prove(files, arrays, rules, constants)
-        if proved is None and constants:
-            proved = _parse_and_prove(files, arrays, rules, {})
-        return proved
+    return _proved_table(
+        files, rules, lambda maps, arrays: parsed_proof(files, maps, arrays, rules)
+    )
 
-    return _proved_table(files, rules, attempt)
+
+def parsed_proof(
+    source: Sequence[LogFile] | bytes,
+    maps: Sequence[mmap.mmap],
+    arrays: Sequence[np.ndarray],
+    rules: RowRules,
+) -> _Proof | None:
+    """Parse ``source`` (see :func:`_parse_and_prove`) with the constants probed in ``maps``
+    left out, and prove it; once more with every field parsed if the guess was wrong."""
+    constants = _probe_constants(maps, rules)
+    if constants is None:
+        return None
+    if len(constants) == len(rules.fields):  # the row count still needs a parsed column
+        constants.pop(rules.fields[0].name)
+    proved = _parse_and_prove(source, arrays, rules, constants)
+    if proved is None and constants:
+        proved = _parse_and_prove(source, arrays, rules, {})
+    return proved
 
 
 # --- predicted tables: values from the other logs, proved against the bytes -----------------
@@ -922,15 +944,17 @@ def _lines_at(maps: Sequence[mmap.mmap], count: int, *, file: int = 0, pos: int 
     return out
 
 
-def _ts_series(lines: Sequence[bytes], n: int) -> pl.Series | None:
-    """``ts_utc`` of ``n`` rows from the first two rows' values: ``t0 + k·(t1 - t0)`` µs."""
+def _ts_series(lines: Sequence[bytes], n: int, *, first: int = 0) -> pl.Series | None:
+    """``ts_utc`` of rows ``first .. first + n - 1`` from the first two rows' values:
+    ``t0 + k·(t1 - t0)`` µs."""
     if not lines or n == 0:
         return None
     try:
         stamps = [json.loads(line)["ts_utc"] for line in lines[:2]]
         t0 = rng_logs.ts_micros(stamps[0])
         step = rng_logs.ts_micros(stamps[1]) - t0 if len(stamps) > 1 else 0
-        return rng_logs.ts_utc_series(stamps[0], np.arange(n, dtype=np.int64) * step)
+        k = np.arange(first, first + n, dtype=np.int64)
+        return rng_logs.ts_utc_series(stamps[0], k * step)
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -969,8 +993,11 @@ def _event_candidate(
     s4: pl.LazyFrame | None,
     maps: Sequence[mmap.mmap],
     rules: RowRules,
+    *,
+    first_row: int = 0,
 ) -> tuple[dict[str, pl.Series], dict[str, Any]] | None:
-    """Group/site events predicted from the selection rows (same order) and S4."""
+    """Group/site events predicted from the selection rows (same order) and S4; the rows are
+    the family's rows ``first_row ..`` (their timestamps follow the file's time law)."""
     f = selection.frame
     n = f.height
     ctr = "ctr_group" if family.name == "alias_pick_group" else "ctr_site"
@@ -978,7 +1005,7 @@ def _event_candidate(
     if hi is None or lo is None:
         return None
     after_hi, after_lo = _after(hi, lo)
-    ts = _ts_series(_lines_at(maps, 2), n)
+    ts = _ts_series(_lines_at(maps, 2), n, first=first_row)
     if ts is None:
         return None
     columns: dict[str, pl.Series] = {
@@ -1015,82 +1042,120 @@ def _event_candidate(
     return None if constants is None else (columns, constants)
 
 
+Candidate = tuple[dict[str, pl.Series], dict[str, Any]]
+"""Predicted per-row columns and the fields holding one value on every row."""
+
+
+def _trace_segment(
+    fams: Sequence[Family],
+    counters: Sequence[tuple[np.ndarray, np.ndarray]],
+    lines: Sequence[bytes],
+    *,
+    first: int = 0,
+) -> pl.DataFrame | None:
+    """One producer's trace rows: per row ``i`` of ``counters`` one row per family of
+    ``fams`` (in that order) with the event's counters (``before`` from the log, ``after =
+    before + 1``), running totals ``first + i + 1`` and timestamps by the time law of
+    ``lines`` (the segment's first two lines) at segment row ``(first + i)·k + j``. None if
+    the law cannot be read."""
+    k = len(fams)
+    n = len(counters[0][1])
+    words = {
+        name: np.empty(n * k, dtype=np.uint64)
+        for name in (
+            "rng_counter_before_hi",
+            "rng_counter_before_lo",
+            "rng_counter_after_hi",
+            "rng_counter_after_lo",
+        )
+    }
+    for j, (hi, lo) in enumerate(counters):
+        after_hi, after_lo = _after(hi, lo)
+        words["rng_counter_before_hi"][j::k] = hi
+        words["rng_counter_before_lo"][j::k] = lo
+        words["rng_counter_after_hi"][j::k] = after_hi
+        words["rng_counter_after_lo"][j::k] = after_lo
+    cols = [pl.Series(name, v, dtype=pl.UInt64) for name, v in words.items()]
+    ordinal = np.arange(first + 1, first + n + 1, dtype=np.uint64)
+    total = pl.Series(np.repeat(ordinal, k), dtype=pl.UInt64)
+    cols += [total.alias(c) for c in ("draws_total", "blocks_total", "events_total")]
+    # Family j of row i*k + j: module / label gathered from the k family names.
+    slot = pl.Series(np.tile(np.arange(k, dtype=np.uint32), n))
+    cols.append(pl.Series("module", [f.module for f in fams]).gather(slot))
+    cols.append(pl.Series("substream_label", [f.substream_label for f in fams]).gather(slot))
+    ts = _ts_series(lines, n * k, first=first * k)
+    if ts is None:
+        return None
+    return pl.DataFrame(cols).with_columns(ts.alias("ts_utc"))
+
+
+def _candidate(frame: pl.DataFrame, rules: RowRules, maps: Sequence[mmap.mmap]) -> Candidate | None:
+    """``frame``'s rule fields as a candidate; the fields it lacks come from the probed
+    constants of ``maps`` (run identity, …)."""
+    names = {r.name for r in rules.fields}
+    columns = {c: frame.get_column(c) for c in frame.columns if c in names}
+    constants = _as_constants(columns, rules, maps)
+    return None if constants is None else (columns, constants)
+
+
+def s5_counters(frame: pl.DataFrame) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """The group and site ``(hi, lo)`` counter words of selection rows (None if incomplete)."""
+    pairs = [
+        (_words(frame, f"{c}_hi"), _words(frame, f"{c}_lo")) for c in ("ctr_group", "ctr_site")
+    ]
+    if any(w is None for pair in pairs for w in pair):
+        return None
+    return pairs  # type: ignore[return-value]
+
+
 def _trace_candidate(
     selection: JsonlTable | None,
     edge: JsonlTable | None,
     maps: Sequence[mmap.mmap],
     rules: RowRules,
-) -> tuple[dict[str, pl.Series], dict[str, Any]] | None:
+) -> Candidate | None:
     """Trace rows predicted from the router logs: per selection row its group then its site
     event (S5, arrival order), then one row per virtual edge-log row (S6), each with the
     event's counters (``before`` from the log, ``after = before + 1``) and running totals
     1..n per family. Built without the event files, so it runs beside their predictions."""
-    segments: list[tuple[list[Family], list[tuple[np.ndarray | None, np.ndarray | None]]]] = []
+    segments: list[tuple[list[Family], list[tuple[np.ndarray, np.ndarray]] | None]] = []
     if selection is not None and selection.height:
-        f = selection.frame
         segments.append(
             (
                 [FAMILIES["alias_pick_group"], FAMILIES["alias_pick_site"]],
-                [(_words(f, f"{c}_hi"), _words(f, f"{c}_lo")) for c in ("ctr_group", "ctr_site")],
+                s5_counters(selection.frame),
             )
         )
     virtual = edge.frame.filter(pl.col("is_virtual")) if edge is not None else None
     if virtual is not None and virtual.height:
-        segments.append(
-            (
-                [FAMILIES["cdn_edge_pick"]],
-                [(_words(virtual, "ctr_edge_hi"), _words(virtual, "ctr_edge_lo"))],
-            )
-        )
-    if not segments or any(w is None for _, pairs in segments for pair in pairs for w in pair):
+        hi, lo = _words(virtual, "ctr_edge_hi"), _words(virtual, "ctr_edge_lo")
+        pairs = None if hi is None or lo is None else [(hi, lo)]
+        segments.append(([FAMILIES["cdn_edge_pick"]], pairs))
+    if not segments or any(pairs is None for _, pairs in segments):
         return None
     parts: list[pl.DataFrame] = []
-    stamps: list[pl.Series] = []
     for index, (fams, counters) in enumerate(segments):
-        k = len(fams)
-        n = len(counters[0][1])  # type: ignore[arg-type]
-        words = {
-            name: np.empty(n * k, dtype=np.uint64)
-            for name in (
-                "rng_counter_before_hi",
-                "rng_counter_before_lo",
-                "rng_counter_after_hi",
-                "rng_counter_after_lo",
-            )
-        }
-        for j, (hi, lo) in enumerate(counters):
-            assert hi is not None and lo is not None
-            after_hi, after_lo = _after(hi, lo)
-            words["rng_counter_before_hi"][j::k] = hi
-            words["rng_counter_before_lo"][j::k] = lo
-            words["rng_counter_after_hi"][j::k] = after_hi
-            words["rng_counter_after_lo"][j::k] = after_lo
-        cols = [pl.Series(name, v, dtype=pl.UInt64) for name, v in words.items()]
-        total = pl.Series(np.repeat(np.arange(1, n + 1, dtype=np.uint64), k), dtype=pl.UInt64)
-        cols += [total.alias(c) for c in ("draws_total", "blocks_total", "events_total")]
-        # Family j of row i*k + j: module / label gathered from the k family names.
-        slot = pl.Series(np.tile(np.arange(k, dtype=np.uint32), n))
-        cols.append(pl.Series("module", [f.module for f in fams]).gather(slot))
-        cols.append(pl.Series("substream_label", [f.substream_label for f in fams]).gather(slot))
-        parts.append(pl.DataFrame(cols))
+        assert counters is not None
         # Each segment's timestamps follow their own law (S5 and S6 count separately): the
         # S6 segment starts at the first line naming its module.
         pos = 0
         if index:
-            marker = f'"module": "{fams[0].module}"'.encode()
-            hit = maps[0].find(marker) if len(maps) == 1 else -1
-            if hit < 0:
+            pos = s6_trace_start(maps)
+            if pos < 0:
                 return None
-            pos = maps[0].rfind(b"\n", 0, hit) + 1
-        ts = _ts_series(_lines_at(maps, 2, pos=pos), n * k)
-        if ts is None:
+        part = _trace_segment(fams, counters, _lines_at(maps, 2, pos=pos))
+        if part is None:
             return None
-        stamps.append(ts)
-    frame = pl.concat(parts).with_columns(pl.concat(stamps).alias("ts_utc"))
-    names = {r.name for r in rules.fields}
-    columns = {c: frame.get_column(c) for c in frame.columns if c in names}
-    constants = _as_constants(columns, rules, maps)
-    return None if constants is None else (columns, constants)
+        parts.append(part)
+    return _candidate(pl.concat(parts), rules, maps)
+
+
+def s6_trace_start(maps: Sequence[mmap.mmap]) -> int:
+    """Byte offset of the trace's first S6 (``cdn_edge_pick``) line; -1 if none (or the
+    trace is not one file)."""
+    marker = f'"module": "{FAMILIES["cdn_edge_pick"].module}"'.encode()
+    hit = maps[0].find(marker) if len(maps) == 1 else -1
+    return -1 if hit < 0 else maps[0].rfind(b"\n", 0, hit) + 1
 
 
 def _predicted_table(
@@ -2186,9 +2251,18 @@ def _read_family(
         )
     rules = row_rules(family.schema_ref)
     table = reader(files, rules, validator=validator, dataset=family.dataset_id)
+    check_events(table, family, logs, inputs, validator)
+    return table
+
+
+def check_events(
+    table: JsonlTable, family: Family, logs: RouterLogs, inputs: S7Inputs, validator: str
+) -> None:
+    """An event table's rows: schema (400), identity (503), module/label (405), budget and
+    counters (402/403/404)."""
     _scan_rows(
         table,
-        rules,
+        row_rules(family.schema_ref),
         validator=validator,
         dataset=family.dataset_id,
         expected=(
@@ -2201,7 +2275,6 @@ def _read_family(
         ),
     )
     _counter_checks(table, validator=validator, dataset=family.dataset_id)
-    return table
 
 
 def _first_diff(
@@ -2216,22 +2289,70 @@ def _first_diff(
     return best
 
 
+_S5_LINEAGE: Mapping[str, Sequence[tuple[str, str]]] = {
+    "alias_pick_group": (
+        ("rng_counter_before_hi", "ctr_group_hi"),
+        ("rng_counter_before_lo", "ctr_group_lo"),
+        ("merchant_id", "merchant_id"),
+        ("utc_day", "utc_day"),
+        ("tz_group_id", "tz_group_id"),
+    ),
+    "alias_pick_site": (
+        ("rng_counter_before_hi", "ctr_site_hi"),
+        ("rng_counter_before_lo", "ctr_site_lo"),
+        ("merchant_id", "merchant_id"),
+        ("utc_day", "utc_day"),
+        ("tz_group_id", "tz_group_id"),
+        ("site_id", "site_id"),
+    ),
+}
+"""Per S5 family: (event column, selection column) pairs equal on aligned rows (V-13)."""
+
+
+def s5_lineage(sel: JsonlTable, group: pl.DataFrame, site: pl.DataFrame) -> None:
+    """V-13 402: each selection row and its group / site event (same position) agree on the
+    counters and keys (the counters first, then the keys; the earliest row of each pass)."""
+    for pass_ in (slice(0, 2), slice(2, None)):
+        for name, frame in (("alias_pick_group", group), ("alias_pick_site", site)):
+            hit = _first_diff(frame, sel.frame, _S5_LINEAGE[name][pass_])
+            if hit is not None:
+                raise _at_row(
+                    sel,
+                    hit[0],
+                    "V-13",
+                    "402",
+                    f"selection row {hit[0]} and its {name} event disagree on {hit[1]} "
+                    "(each selection consumes exactly its group and site draw)",
+                    dataset=SELECTION_ID,
+                    field=hit[1],
+                )
+
+
+def check_stream(table: JsonlTable, inputs: S7Inputs, validator: Literal["V-13", "V-14"]) -> None:
+    """405: every row of the selection (V-13) or edge log (V-14) names the policy's stream."""
+    stream_key, dataset = (
+        ("routing_selection", SELECTION_ID)
+        if validator == "V-13"
+        else ("routing_edge", EDGE_LOG_ID)
+    )
+    stream = _stream_id(inputs.route_policy, stream_key)
+    off = table.frame.select((pl.col("rng_stream_id") != stream).arg_true().first()).item()
+    if off is not None:
+        raise _at_row(
+            table,
+            int(off),
+            validator,
+            "405",
+            f"{dataset} rng_stream_id={table.frame['rng_stream_id'][off]!r} != policy {stream!r}",
+            dataset=dataset,
+        )
+
+
 def _v13(
     inputs: S7Inputs, logs: RouterLogs, sel: JsonlTable, reader: _LogReader
 ) -> dict[str, JsonlTable]:
     """S5: stream id (405), both event scans, counts (402), per-arrival draw lineage (402)."""
-    stream = _stream_id(inputs.route_policy, "routing_selection")
-    off = sel.frame.select((pl.col("rng_stream_id") != stream).arg_true().first()).item()
-    if off is not None:
-        raise _at_row(
-            sel,
-            int(off),
-            "V-13",
-            "405",
-            f"s5_selection_log rng_stream_id={sel.frame['rng_stream_id'][off]!r} "
-            f"!= policy {stream!r}",
-            dataset=SELECTION_ID,
-        )
+    check_stream(sel, inputs, "V-13")
     tables = {
         name: _read_family(
             FAMILIES[name], logs, inputs, "V-13", rows_expected=sel.height, reader=reader
@@ -2250,50 +2371,7 @@ def _v13(
             site_events=s.height,
             selections=sel.height,
         )
-    lineage = (
-        (
-            g.frame,
-            "alias_pick_group",
-            [("rng_counter_before_hi", "ctr_group_hi"), ("rng_counter_before_lo", "ctr_group_lo")],
-        ),
-        (
-            s.frame,
-            "alias_pick_site",
-            [("rng_counter_before_hi", "ctr_site_hi"), ("rng_counter_before_lo", "ctr_site_lo")],
-        ),
-        (
-            g.frame,
-            "alias_pick_group",
-            [
-                ("merchant_id", "merchant_id"),
-                ("utc_day", "utc_day"),
-                ("tz_group_id", "tz_group_id"),
-            ],
-        ),
-        (
-            s.frame,
-            "alias_pick_site",
-            [
-                ("merchant_id", "merchant_id"),
-                ("utc_day", "utc_day"),
-                ("tz_group_id", "tz_group_id"),
-                ("site_id", "site_id"),
-            ],
-        ),
-    )
-    for frame, name, pairs in lineage:
-        hit = _first_diff(frame, sel.frame, pairs)
-        if hit is not None:
-            raise _at_row(
-                sel,
-                hit[0],
-                "V-13",
-                "402",
-                f"selection row {hit[0]} and its {name} event disagree on {hit[1]} "
-                "(each selection consumes exactly its group and site draw)",
-                dataset=SELECTION_ID,
-                field=hit[1],
-            )
+    s5_lineage(sel, g.frame, s.frame)
     return tables
 
 
@@ -2301,17 +2379,7 @@ def _v14(
     inputs: S7Inputs, logs: RouterLogs, edge: JsonlTable, reader: _LogReader
 ) -> tuple[JsonlTable, int]:
     """S6: stream id (405), ``cdn_edge_pick`` scan, count vs virtual rows (402), lineage (402)."""
-    stream = _stream_id(inputs.route_policy, "routing_edge")
-    off = edge.frame.select((pl.col("rng_stream_id") != stream).arg_true().first()).item()
-    if off is not None:
-        raise _at_row(
-            edge,
-            int(off),
-            "V-14",
-            "405",
-            f"s6_edge_log rng_stream_id={edge.frame['rng_stream_id'][off]!r} != policy {stream!r}",
-            dataset=EDGE_LOG_ID,
-        )
+    check_stream(edge, inputs, "V-14")
     virtual = edge.frame.filter(pl.col("is_virtual"))
     events = _read_family(
         FAMILIES["cdn_edge_pick"],
@@ -2330,6 +2398,13 @@ def _v14(
             edge_events=events.height,
             virtual_total=virtual.height,
         )
+    edge_lineage(events, virtual)
+    return events, virtual.height
+
+
+def edge_lineage(events: JsonlTable, virtual: pl.DataFrame) -> None:
+    """V-14 402: each ``cdn_edge_pick`` event and its virtual edge-log row (same position)
+    agree on the counter and the merchant (an event without ``merchant_id`` takes the row's)."""
     ev = events.frame.with_columns(pl.col("merchant_id").fill_null(virtual["merchant_id"]))
     hit = _first_diff(
         ev,
@@ -2350,7 +2425,6 @@ def _v14(
             dataset="rng_event_cdn_edge_pick",
             field=hit[1],
         )
-    return events, virtual.height
 
 
 def _v16(
@@ -2393,60 +2467,13 @@ def _v16(
     draws_expected = 2 * selections + virtuals
     st.metrics["draws_expected"] = draws_expected
     # Only the columns reconciled below (the trace's strings are not copied per family).
-    tf = trace.frame.select(
-        "module", "substream_label", *_COUNTER_COLUMNS, *_TOTAL_COLUMNS
-    ).with_row_index("_row")
+    tf = trace_frame(trace)
     observed = 0
     finals: list[dict[str, Any]] = []
     for name, events in families.items():
         fam = FAMILIES[name]
-        rows = tf.filter(
-            (pl.col("module") == fam.module) & (pl.col("substream_label") == fam.substream_label)
-        )
         n = events.height
-        if rows.height == 0 and n:
-            raise AuditError(
-                "V-16",
-                "402",
-                f"rng_trace_log has no rows for ({fam.module}, {fam.substream_label})",
-                dataset=TRACE_ID,
-                key=f"{fam.module}/{fam.substream_label}",
-            )
-        if rows.height != n:
-            raise AuditError(
-                "V-16",
-                "402",
-                f"{rows.height} trace rows for ({fam.module}, {fam.substream_label}) "
-                f"but {n} events",
-                dataset=TRACE_ID,
-                key=f"{fam.module}/{fam.substream_label}",
-            )
-        # Per row: counters copied from its event, totals cumulative 1..n (blocks = draws = 1).
-        ordinal = pl.Series(np.arange(1, n + 1, dtype=np.uint64))
-        ev = events.frame
-        checks = {
-            "rng_counter_before_hi": ev["rng_counter_before_hi"],
-            "rng_counter_before_lo": ev["rng_counter_before_lo"],
-            "rng_counter_after_hi": ev["rng_counter_after_hi"],
-            "rng_counter_after_lo": ev["rng_counter_after_lo"],
-            "events_total": ordinal,
-            "draws_total": ordinal,
-            "blocks_total": ordinal,
-        }
-        for col, want in checks.items():
-            diff = (rows[col] != want).arg_true()
-            if diff.len():
-                row = int(rows["_row"][int(diff[0])])
-                raise _at_row(
-                    trace,
-                    row,
-                    "V-16",
-                    "402",
-                    f"trace row {row} ({fam.substream_label}) {col}={rows[col][int(diff[0])]} "
-                    f"does not reconcile with event {int(diff[0])} ({want[int(diff[0])]})",
-                    dataset=TRACE_ID,
-                    field=col,
-                )
+        rows = reconcile_family(trace, tf, fam, events.frame)
         if n == 0:
             finals.append({"family": name, "events": 0})
             continue
@@ -2475,6 +2502,71 @@ def _v16(
             draws_expected=draws_expected,
             draws_observed=observed,
         )
+    check_audit_log(inputs, logs)
+    st.samples.setdefault("logs", {})["families"] = finals
+
+
+def trace_frame(trace: JsonlTable) -> pl.DataFrame:
+    """The trace columns V-16 reconciles, with each row's index (``_row``)."""
+    return trace.frame.select(
+        "module", "substream_label", *_COUNTER_COLUMNS, *_TOTAL_COLUMNS
+    ).with_row_index("_row")
+
+
+def reconcile_family(
+    trace: JsonlTable, tf: pl.DataFrame, fam: Family, events: pl.DataFrame, *, first: int = 0
+) -> pl.DataFrame:
+    """V-16 402: ``fam``'s rows of ``tf`` (:func:`trace_frame`) are one per event of
+    ``events`` (its rows ``first ..`` of the run), with the event's counters and running totals
+    ``first + 1 ..`` (blocks = draws = 1 per event). Returns those trace rows."""
+    rows = tf.filter(
+        (pl.col("module") == fam.module) & (pl.col("substream_label") == fam.substream_label)
+    )
+    n = events.height
+    if rows.height == 0 and n:
+        raise AuditError(
+            "V-16",
+            "402",
+            f"rng_trace_log has no rows for ({fam.module}, {fam.substream_label})",
+            dataset=TRACE_ID,
+            key=f"{fam.module}/{fam.substream_label}",
+        )
+    if rows.height != n:
+        raise AuditError(
+            "V-16",
+            "402",
+            f"{rows.height} trace rows for ({fam.module}, {fam.substream_label}) but {n} events",
+            dataset=TRACE_ID,
+            key=f"{fam.module}/{fam.substream_label}",
+        )
+    ordinal = pl.Series(np.arange(first + 1, first + n + 1, dtype=np.uint64))
+    checks = {
+        **{c: events[c] for c in _COUNTER_COLUMNS},
+        "events_total": ordinal,
+        "draws_total": ordinal,
+        "blocks_total": ordinal,
+    }
+    for col, want in checks.items():
+        diff = (rows[col] != want).arg_true()
+        if diff.len():
+            row = int(rows["_row"][int(diff[0])])
+            raise _at_row(
+                trace,
+                row,
+                "V-16",
+                "402",
+                f"trace row {row} ({fam.substream_label}) {col}={rows[col][int(diff[0])]} "
+                f"does not reconcile with event {first + int(diff[0])} ({want[int(diff[0])]})",
+                dataset=TRACE_ID,
+                field=col,
+            )
+    return rows
+
+
+def check_audit_log(inputs: S7Inputs, logs: RouterLogs) -> None:
+    """V-16: the run's ``rng_audit_log`` row exists, follows its schema (400) and names this
+    run (503)."""
+    assert logs.audit is not None
     audit_rules = row_rules(f"schemas.layer1.yaml#/rng/core/{AUDIT_ID}")
     audit = read_jsonl([logs.audit], audit_rules, validator="V-16", dataset=AUDIT_ID)
     if audit.height == 0:
@@ -2491,7 +2583,6 @@ def _v16(
             ("manifest_fingerprint", inputs.manifest_fingerprint, "503"),
         ),
     )
-    st.samples.setdefault("logs", {})["families"] = finals
 
 
 def _edge_catalogue(policy: Mapping[str, Any]) -> pl.DataFrame:
@@ -2532,87 +2623,99 @@ def _v15(
         if inputs.site_timezones is None:
             warn = inputs.site_timezones_note
         else:
-            tz = inputs.site_timezones.select(
-                "merchant_id", "legal_country_iso", "site_order", "tzid"
-            ).collect()
-            sid = site_ids(
-                tz["merchant_id"].to_numpy(),
-                tz["legal_country_iso"].to_list(),
-                tz["site_order"].to_numpy(),
-            )
-            site_map = pl.DataFrame(
-                {
-                    "merchant_id": tz["merchant_id"].cast(pl.UInt64),
-                    "site_id": pl.Series(sid, dtype=pl.UInt64),
-                    "tzid": tz["tzid"],
-                }
-            ).unique(maintain_order=True)
-            dup = site_map.filter(pl.struct("merchant_id", "site_id").is_duplicated())
-            if dup.height:
-                raise AuditError(
-                    "V-15",
-                    "410",
-                    "a (merchant_id, site_id) maps to two tzids in site_timezones",
-                    dataset=SITE_TZ_ID,
-                    keys=_keys(dup, ("merchant_id", "site_id")),
-                )
-            joined = (
-                sel.frame.select(*_V15_SELECTION)
-                .with_row_index("_row")
-                .join(site_map, on=["merchant_id", "site_id"], how="left")
-                .sort("_row")
-            )
-            bad = joined.filter(
-                pl.col("tzid").is_null() | (pl.col("tzid") != pl.col("tz_group_id"))
-            )
-            if bad.height:
-                first = bad.row(0, named=True)
-                raise _at_row(
-                    sel,
-                    int(first["_row"]),
-                    "V-15",
-                    "410",
-                    f"{bad.height} selection(s) whose site is not in tz_group_id "
-                    f"(first: site tzid {first['tzid']!r} vs group {first['tz_group_id']!r})",
-                    dataset=SELECTION_ID,
-                    keys=_jsonable(
-                        bad.select("merchant_id", "site_id", "tz_group_id", "tzid")
-                        .head(MAX_KEYS)
-                        .to_dicts()
-                    ),
-                )
+            check_site_groups(sel, site_map(inputs.site_timezones))
     if edge is not None and edge.height:
-        cat = _edge_catalogue(inputs.edge_policy)
-        known = set(cat["edge_id"].to_list())
-        rows = edge.frame.select(*_V15_EDGE).with_row_index("_row")
-        joined = rows.join(cat, on=["edge_id", "ip_country"], how="left").sort("_row")
-        bad = joined.filter(
-            pl.col("cat_lat").is_null()
-            | pl.col("cat_lon").is_null()
-            | (pl.col("cat_lat") != pl.col("edge_lat"))
-            | (pl.col("cat_lon") != pl.col("edge_lon"))
-        )
-        if bad.height:
-            first = bad.row(0, named=True)
-            where = edge.locate(int(first["_row"]))
-            what = (
-                "is not in the edge catalogue"
-                if first["edge_id"] not in known
-                else "has no coordinates or attributes differing from the policy"
-            )
-            raise AuditError(
-                "V-15",
-                "411",
-                f"{bad.height} edge-log row(s): edge {first['edge_id']!r} {what}",
-                dataset=EDGE_LOG_ID,
-                key=f"{where.get('file')}:{where.get('line')}",
-                edge_ids=sorted(set(bad["edge_id"].to_list()))[:MAX_KEYS],
-                **where,
-            )
+        check_edges(edge, _edge_catalogue(inputs.edge_policy))
     if warn is not None:
         ledger.warned("V-15", ["410"], warn)
     else:
         ledger.passed("V-15")
+
+
+def site_map(site_timezones: pl.LazyFrame) -> pl.DataFrame:
+    """``(merchant_id, site_id) → tzid`` of 2A's sites (one row per site); 410 if a site has
+    two tzids."""
+    tz = site_timezones.select("merchant_id", "legal_country_iso", "site_order", "tzid").collect()
+    sid = site_ids(
+        tz["merchant_id"].to_numpy(),
+        tz["legal_country_iso"].to_list(),
+        tz["site_order"].to_numpy(),
+    )
+    out = pl.DataFrame(
+        {
+            "merchant_id": tz["merchant_id"].cast(pl.UInt64),
+            "site_id": pl.Series(sid, dtype=pl.UInt64),
+            "tzid": tz["tzid"],
+        }
+    ).unique(maintain_order=True)
+    dup = out.filter(pl.struct("merchant_id", "site_id").is_duplicated())
+    if dup.height:
+        raise AuditError(
+            "V-15",
+            "410",
+            "a (merchant_id, site_id) maps to two tzids in site_timezones",
+            dataset=SITE_TZ_ID,
+            keys=_keys(dup, ("merchant_id", "site_id")),
+        )
+    return out
+
+
+def check_site_groups(sel: JsonlTable, sites: pl.DataFrame) -> None:
+    """V-15 410: every selection's site lies in its ``tz_group_id`` (:func:`site_map`)."""
+    joined = (
+        sel.frame.select(*_V15_SELECTION)
+        .with_row_index("_row")
+        .join(sites, on=["merchant_id", "site_id"], how="left")
+        .sort("_row")
+    )
+    bad = joined.filter(pl.col("tzid").is_null() | (pl.col("tzid") != pl.col("tz_group_id")))
+    if bad.height:
+        first = bad.row(0, named=True)
+        raise _at_row(
+            sel,
+            int(first["_row"]),
+            "V-15",
+            "410",
+            f"{bad.height} selection(s) whose site is not in tz_group_id "
+            f"(first: site tzid {first['tzid']!r} vs group {first['tz_group_id']!r})",
+            dataset=SELECTION_ID,
+            keys=_jsonable(
+                bad.select("merchant_id", "site_id", "tz_group_id", "tzid")
+                .head(MAX_KEYS)
+                .to_dicts()
+            ),
+        )
+
+
+def check_edges(edge: JsonlTable, cat: pl.DataFrame) -> None:
+    """V-15 411: every edge-log row's edge is in the policy's catalogue (:func:`_edge_catalogue`)
+    with the policy's coordinates."""
+    known = set(cat["edge_id"].to_list())
+    rows = edge.frame.select(*_V15_EDGE).with_row_index("_row")
+    joined = rows.join(cat, on=["edge_id", "ip_country"], how="left").sort("_row")
+    bad = joined.filter(
+        pl.col("cat_lat").is_null()
+        | pl.col("cat_lon").is_null()
+        | (pl.col("cat_lat") != pl.col("edge_lat"))
+        | (pl.col("cat_lon") != pl.col("edge_lon"))
+    )
+    if bad.height:
+        first = bad.row(0, named=True)
+        where = edge.locate(int(first["_row"]))
+        what = (
+            "is not in the edge catalogue"
+            if first["edge_id"] not in known
+            else "has no coordinates or attributes differing from the policy"
+        )
+        raise AuditError(
+            "V-15",
+            "411",
+            f"{bad.height} edge-log row(s): edge {first['edge_id']!r} {what}",
+            dataset=EDGE_LOG_ID,
+            key=f"{where.get('file')}:{where.get('line')}",
+            edge_ids=sorted(set(bad["edge_id"].to_list()))[:MAX_KEYS],
+            **where,
+        )
 
 
 _COUNTER_COLUMNS = (
@@ -2821,13 +2924,19 @@ def build_s7(inputs: S7Inputs, *, ledger: AuditLedger | None = None) -> S7Build:
     st = _State()
     # Read-ahead of the router logs (the bulk of the work) overlaps the S2/S3/S4 blocks; each
     # file's parse result surfaces only where §4 reaches it, so the first Abort is unchanged.
+    # Large router logs are audited in windows instead (s7_windows imports this module).
+    from segment2b.states.s7_windows import router_windows, windowable
+
+    windowed = windowable(inputs.router)
     pool = ThreadPoolExecutor(max_workers=_READ_AHEAD_WORKERS, thread_name_prefix="s7")
     try:
         reader = _LogReader(pool)
-        _prefetch_router_logs(reader, inputs.router, inputs.s4)
+        if not windowed:
+            _prefetch_router_logs(reader, inputs.router, inputs.s4)
         _s2_block(inputs, ledger, st)
         _s3_s4_block(inputs, ledger, st)
-        _router_block(inputs, ledger, st, reader)
+        if not (windowed and router_windows(inputs, ledger, st, pool)):
+            _router_block(inputs, ledger, st, reader)
     except AuditError as fail:
         ledger.failed(fail)
     finally:

@@ -784,15 +784,21 @@ def test_synthetic_rows_follow_their_schemas(through_s4: TinyRun) -> None:
     assert "merchant_id" in {f.name for f in row_rules(cdn).fields}
 
 
-@pytest.fixture(params=["read_ahead", "at_v16"])
+@pytest.fixture(params=["read_ahead", "at_v16", "windowed"])
 def trace_timing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways S7 gets the trace: predicted ahead beside the event tables (small runs) or
-    predicted at V-16 from the slimmed selection and edge tables (above the read-ahead
-    budget). Checks, codes and reports must not depend on which."""
-    from segment2b.states import s7_audit
+    """The three ways S7 reads the router logs: the exact path with the trace predicted ahead
+    beside the event tables (small runs) or at V-16 from the slimmed selection and edge tables
+    (above the read-ahead budget), and arrival windows (large runs; here one window per day
+    and per virtual arrival). Checks, codes and reports must not depend on which: a window
+    that cannot show a pass hands over to the exact path."""
+    from segment2b.states import s7_audit, s7_windows
 
     if request.param == "at_v16":
         monkeypatch.setattr(s7_audit, "TRACE_READ_AHEAD_BYTES", 0)
+    if request.param == "windowed":
+        monkeypatch.setattr(s7_windows, "WINDOW_BYTES", 0)
+        monkeypatch.setattr(s7_windows, "WINDOW_SELECTION_BYTES", 1)
+        monkeypatch.setattr(s7_windows, "_VIRTUAL_WINDOW", 1)
     return str(request.param)
 
 
@@ -816,6 +822,10 @@ def test_run_s7_reconciles_router_logs(
     out = run_s7(run.home, **_kw(run))
     # At V-16 the trace is predicted from the slimmed tables (not parsed); read ahead, not there.
     assert predicted == ([True] if trace_timing == "at_v16" else [])
+    # Three windows (one per day): the windows passed, the exact path did not run.
+    assert out.extras["durations_ms"].get("router_windows") == (
+        3 if trace_timing == "windowed" else None
+    )
     checks = {c["id"]: c for c in out.report["checks"]}
     assert all(c["status"] == "PASS" for c in checks.values())
     assert checks["V-12"].get("context") is None
@@ -829,6 +839,36 @@ def test_run_s7_reconciles_router_logs(
     assert runs == [
         {"parameter_hash": run.parameter_hash, "run_id": run.run_id, "events_total": 14}
     ]
+
+
+@pytest.mark.parametrize("sites_known", [True, False])
+def test_windows_record_what_the_exact_path_records(
+    through_s4: TinyRun, monkeypatch: pytest.MonkeyPatch, sites_known: bool
+) -> None:
+    """Report bytes, metrics, samples and check contexts are the same whichever path passed
+    (the second run publishes onto the first run's report: any other byte would be 501)."""
+    from segment2b.states import s7_audit, s7_windows
+
+    run = through_s4
+    write_logs(run, router_logs(run))
+    if not sites_known:
+        resolve = s7_audit._resolve
+
+        def without_sites(*args: Any, **kwargs: Any) -> S7Inputs:
+            return dataclasses.replace(resolve(*args, **kwargs), site_timezones=None)
+
+        monkeypatch.setattr(s7_audit, "_resolve", without_sites)
+    exact = run_s7(run.home, **_kw(run))
+    monkeypatch.setattr(s7_windows, "WINDOW_BYTES", 0)
+    monkeypatch.setattr(s7_windows, "WINDOW_SELECTION_BYTES", 1)
+    windowed = run_s7(run.home, **_kw(run))
+    assert windowed.extras["durations_ms"]["router_windows"] == 3
+    assert "router_windows" not in exact.extras["durations_ms"]
+    assert windowed.extras["report_bytes"] == exact.extras["report_bytes"]
+    for key in ("samples", "checks", "metrics"):
+        assert windowed.extras["run_report"][key] == exact.extras["run_report"][key]
+    v15 = next(c for c in exact.report["checks"] if c["id"] == "V-15")
+    assert v15["status"] == ("PASS" if sites_known else "WARN")
 
 
 def _set(kind: str, i: int, **values: Any) -> Callable[[Logs], None]:
@@ -866,6 +906,8 @@ def _trace_total(family: str, **values: Any) -> Callable[[Logs], None]:
         (_set("selection", 1, manifest_fingerprint="cd" * 32), "V-12", "503"),
         (_set("selection", 1, created_utc="2026-01-02T00:00:00.000000Z"), "V-12", "503"),
         (_set("selection", 2, utc_timestamp="2026-01-01T08:00:00.000000Z"), "V-12", "401"),
+        # ... across days (across windows when windowed)
+        (_set("selection", 3, utc_timestamp="2026-01-01T08:00:00.000000Z"), "V-12", "401"),
         (_set("selection", 0, extra=1), "V-12", "400"),
         (_set("selection", 0, site_id=0), "V-12", "400"),
         (_set("selection", 0, utc_timestamp="2026-01-01T09:00:00Z"), "V-12", "400"),
@@ -884,6 +926,11 @@ def _trace_total(family: str, **values: Any) -> Callable[[Logs], None]:
         (_set("alias_pick_site", 1, rng_counter_after_lo=5), "V-13", "403"),
         (
             _set("alias_pick_site", 1, rng_counter_before_lo=0, rng_counter_after_lo=1),
+            "V-13",
+            "403",
+        ),
+        (
+            _set("alias_pick_site", 3, rng_counter_before_lo=0, rng_counter_after_lo=1),
             "V-13",
             "403",
         ),
