@@ -224,6 +224,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="merchant multiples of the default world for --sweep (default 1,10,100)",
     )
     p_bench.add_argument(
+        "--sweep-arrival-factor",
+        type=float,
+        default=1.0,
+        help="multiply the sweep's arrivals per merchant (default 1; e.g. 2 with "
+        "--sweep-factors 10 measures what memory grows with arrivals at fixed merchants)",
+    )
+    p_bench.add_argument(
         "--sweep-only", action="store_true", help="run only the scale sweep (skip the lanes)"
     )
     p_ui = sub.add_parser("ui", help="Dagster UI (webserver + daemon) on localhost")

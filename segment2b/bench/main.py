@@ -271,7 +271,14 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             save()
 
         factors = tuple(int(f) for f in args.sweep_factors.split(","))
-        doc["sweep"] = run_sweep(ctx, knobs, profile, factors=factors, on_point=on_point)
+        doc["sweep"] = run_sweep(
+            ctx,
+            knobs,
+            profile,
+            factors=factors,
+            arrival_factor=args.sweep_arrival_factor,
+            on_point=on_point,
+        )
     save(final=True)
     ctx.finish()
     sweep_failed = any(p["failures"] for p in (doc.get("sweep") or {}).get("scales", []))

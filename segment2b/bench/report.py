@@ -227,7 +227,8 @@ def sweep_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     for s in scales:
         headers += [f"{s['merchants']:,} s", f"{s['merchants']:,} MiB", f"{s['merchants']:,} anon"]
     headers += ["time slope", "memory slope", "anon slope"]
-    rows = []
+    arrivals = [f"{a:,}" if isinstance(a := s.get("arrivals"), int) else "n/a" for s in scales]
+    rows = [["arrivals", *(c for a in arrivals for c in (a, "", "")), "", "", ""]]
     for state in sweep["states"]:
         row = [state]
         for s in scales:

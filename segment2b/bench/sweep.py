@@ -132,9 +132,14 @@ def run_sweep(
     first: Mapping[str, Any] | None,
     *,
     factors: Sequence[int] = SCALE_FACTORS,
+    arrival_factor: float = 1.0,
     on_point: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Profiles at every scale factor; ``first`` (the default-world profile) is reused for ×1.
+
+    ``arrival_factor`` multiplies the arrivals per merchant (default 1): two sweeps of one
+    merchant count with different factors separate what a step's memory owes to arrivals from
+    what it owes to merchants.
 
     ``on_point(sweep_doc)`` is called after every measured step, so a long sweep leaves a
     partial report behind.
@@ -150,6 +155,7 @@ def run_sweep(
             "slopes": slopes(scales),
             "memory_slopes": slopes(scales, "delta_rss_bytes"),
             "anon_slopes": slopes(scales, "peak_anon_bytes"),
+            "arrival_factor": arrival_factor,
         }
 
     def per_arrival() -> float | None:
@@ -164,12 +170,13 @@ def run_sweep(
 
     for factor in factors:
         merchants, capped = m0 * factor, None
-        if factor == 1 and first is not None:
+        if factor == 1 and arrival_factor == 1 and first is not None:
             arrivals, profile = a0, first
         else:
             Path(ctx.root).mkdir(parents=True, exist_ok=True)
             free = shutil.disk_usage(ctx.root).free
-            arrivals, capped = arrivals_that_fit(a0 * factor, per_arrival(), free)
+            wanted = round(a0 * factor * arrival_factor)
+            arrivals, capped = arrivals_that_fit(wanted, per_arrival(), free)
             world = {**base, "n_merchants": merchants, "roster_arrivals": arrivals}
 
             def partial(

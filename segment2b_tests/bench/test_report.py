@@ -278,3 +278,35 @@ def test_a_disk_capped_scale_is_named_in_the_findings() -> None:
     assert lines == [
         "sweep 12,380 merchants: roster capped by the disk, needs about 109 GB: ran with 26,300,000"
     ]
+
+
+def test_the_arrival_factor_scales_arrivals_per_merchant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--sweep-arrival-factor``: same merchants, arrivals × factor; ×1 is measured again
+    (the default-world profile has the default arrivals)."""
+    worlds: list[dict[str, Any]] = []
+
+    def fake_profile(ctx: Any, name: str, *, world: dict[str, Any], **_: Any) -> dict[str, Any]:
+        worlds.append(world)
+        return {"rows": [], "home": None, "home_bytes": None}
+
+    class Ctx:
+        root = tmp_path
+
+        def discard(self, home: Any) -> None:
+            pass
+
+    monkeypatch.setattr(sweep, "run_profile", fake_profile)
+    base = {"n_merchants": 1_000, "roster_arrivals": 300_000}
+    first = {"rows": [], "home_bytes": None}
+    doc = sweep.run_sweep(Ctx(), base, first, factors=(1, 10), arrival_factor=2.0)  # type: ignore[arg-type]
+    assert [(w["n_merchants"], w["roster_arrivals"]) for w in worlds] == [
+        (1_000, 600_000),
+        (10_000, 6_000_000),
+    ]
+    assert [p["arrivals"] for p in doc["scales"]] == [600_000, 6_000_000]
+    assert doc["arrival_factor"] == 2.0
+    worlds.clear()
+    sweep.run_sweep(Ctx(), base, first, factors=(1, 10))  # type: ignore[arg-type]
+    assert [w["roster_arrivals"] for w in worlds] == [3_000_000]  # ×1 reuses the profile
