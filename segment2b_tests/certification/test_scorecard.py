@@ -560,3 +560,40 @@ def test_load_seed_inputs_pins_lineage(home: StorageHome) -> None:
             home, seed=42, manifest_fingerprint=MF, parameter_hash=PH, run_id=run_id_of(42)
         )
     assert exc.value.code == "2B-CERT-001" and exc.value.dataset == "s4_group_weights"
+
+
+def test_roster_is_read_without_its_timestamps(tmp_path: Path) -> None:
+    from segment2b.certification.scorecard import _read_roster
+
+    path = tmp_path / "arrival_roster.jsonl"
+    rows = [
+        {
+            "channel": "card_present",
+            "is_virtual": False,
+            "mcc": 5411,
+            "merchant_id": 7,
+            "utc_day": "2026-01-01",
+            "utc_timestamp": "2026-01-01T09:00:00.000000Z",
+        },
+        {
+            "merchant_id": 2**64 - 1,
+            "utc_day": "2026-01-02",
+            "utc_timestamp": "2026-01-02T00:00:00.000000Z",
+        },
+    ]
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    got = _read_roster(path)
+    assert got is not None
+    assert got.columns == ["merchant_id", "utc_day", "is_virtual", "channel", "mcc"]
+    assert got.rows() == [
+        (7, "2026-01-01", False, "card_present", 5411),
+        (2**64 - 1, "2026-01-02", None, None, None),
+    ]
+    assert _read_roster(tmp_path / "absent.jsonl") is None
+    path.write_text(" \n\n")
+    empty = _read_roster(path)
+    assert empty is not None and empty.height == 0 and "merchant_id" in empty.columns
+    path.write_text('{"merchant_id": 1, "utc_day": "2026-01-01"\n')
+    with pytest.raises(SegmentError) as err:
+        _read_roster(path)
+    assert err.value.code == "2B-CERT-020"
