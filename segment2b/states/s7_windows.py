@@ -23,7 +23,9 @@ by construction; the tests run every router fault both ways.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import mmap
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +87,19 @@ class _Stream:
         if end > self.released and hasattr(mmap, "MADV_DONTNEED"):
             self.mm.madvise(mmap.MADV_DONTNEED, self.released, end - self.released)
             self.released = end
+
+
+def _read_ahead(ranges: Sequence[tuple[LogFile, float, float]]) -> None:
+    """Read ``(file, from share, to share)`` ranges into the page cache (run on a thread: the
+    reads release the GIL). Only a hint: the windows map and check the files themselves."""
+    buf = bytearray(8 << 20)
+    for lf, lo, hi in ranges:
+        with lf.path.open("rb", buffering=0) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            pos, end = int(lo * size), min(size, int(hi * size))
+            fh.seek(pos)
+            while pos < end and (n := fh.readinto(buf)):
+                pos += n
 
 
 def windowable(logs: RouterLogs | None) -> bool:
@@ -207,7 +222,9 @@ class _Totals:
     virtuals: int = 0
 
 
-def _windows(inputs: S7Inputs, logs: RouterLogs, pool: ThreadPoolExecutor) -> _Totals:
+def _windows(
+    inputs: S7Inputs, logs: RouterLogs, pool: ThreadPoolExecutor, stack: contextlib.ExitStack
+) -> _Totals:
     """Every router check of the exact path, window by window; raises on any doubt."""
     plan = _plan(logs)
     assert logs.trace is not None
@@ -226,8 +243,25 @@ def _windows(inputs: S7Inputs, logs: RouterLogs, pool: ThreadPoolExecutor) -> _T
     last_sel: str | None = None
     last_edge: str | None = None
     virtual_words: list[tuple[np.ndarray, np.ndarray]] = []
-    for sel_files, edge_files in plan:
+    # Logs larger than memory come from disk: while a window is checked, a thread reads the
+    # next window's bytes (its selection days; each single-file log by its share of the
+    # selection bytes), so reading overlaps the checks instead of stalling them page by page.
+    sel_bytes = np.cumsum([0, *(sum(f.path.stat().st_size for f in w) for w, _ in plan)])
+    share = sel_bytes / max(int(sel_bytes[-1]), 1)
+    singles = [s.lf for s in (group, site, cdn, trace) if s is not None]
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s7-ahead")
+    stack.callback(ahead.shutdown, wait=False, cancel_futures=True)
+    ahead.submit(
+        _read_ahead,
+        [(f, 0.0, 1.0) for f in (*plan[0][0], *plan[0][1])]
+        + [(f, 0.0, float(share[1]) * 1.02) for f in singles],
+    )
+    for k, (sel_files, edge_files) in enumerate(plan):
         a = totals.selections
+        if k + 1 < len(plan):
+            lo, hi = float(share[k + 1]) * 0.98, float(share[k + 2]) * 1.02
+            ranges = [(f, 0.0, 1.0) for f in (*plan[k + 1][0], *plan[k + 1][1])]
+            ahead.submit(_read_ahead, ranges + [(f, lo, hi) for f in singles])
         # V-12: both router logs of the window, in the exact path's functions.
         sel = audit._read_router_log(
             sel_files, audit.SELECTION_ID, audit._SELECTION_ROW, inputs, reader
@@ -385,7 +419,8 @@ def router_windows(
     assert logs is not None
     t0 = time.perf_counter()
     try:
-        totals = _windows(inputs, logs, pool)
+        with contextlib.ExitStack() as stack:
+            totals = _windows(inputs, logs, pool, stack)
     except (_UndecidedError, AuditError):
         return False
     n, v = totals.selections, totals.virtuals
