@@ -65,7 +65,8 @@ NOTES = [
     "re-run from S3 onward for one seed; the edit changes parameter_hash, so the new run's "
     "roster and the S0 reseal run too. S1/S2 are unchanged and not re-run.",
     "Scale sweep: ×1, ×10, ×100 merchants (`--sweep-factors`) with roster arrivals scaled "
-    "alike (arrivals per merchant fixed), one seed. The world's realistic bands "
+    "alike (arrivals per merchant fixed unless `--sweep-arrival-factor` multiplies them), one "
+    "seed. The world's realistic bands "
     "(upstream-world §5.6) are calibrated at 1,238 merchants, so the larger worlds publish with "
     "their band drift recorded under Findings instead of failing UW-050; structural, time-zone "
     "and roster checks still apply. Before each scale the home's disk use is projected from "

@@ -226,9 +226,9 @@ def sweep_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     headers = ["step"]
     for s in scales:
         headers += [f"{s['merchants']:,} s", f"{s['merchants']:,} MiB", f"{s['merchants']:,} anon"]
-    headers += ["time slope", "memory slope", "anon slope"]
+    headers += ["time slope", "CPU slope", "memory slope", "anon slope"]
     arrivals = [f"{a:,}" if isinstance(a := s.get("arrivals"), int) else "n/a" for s in scales]
-    rows = [["arrivals", *(c for a in arrivals for c in (a, "", "")), "", "", ""]]
+    rows = [["arrivals", *(c for a in arrivals for c in (a, "", "")), "", "", "", ""]]
     for state in sweep["states"]:
         row = [state]
         for s in scales:
@@ -239,6 +239,7 @@ def sweep_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
                 row += [fmt_s(cell.get("elapsed_s")), fmt_mib(cell.get("peak_rss_bytes"))]
             row.append(fmt_mib(cell.get("peak_anon_bytes")))
         row.append(fmt_slope(sweep["slopes"].get(state)))
+        row.append(fmt_slope(sweep.get("cpu_slopes", {}).get(state)))
         row.append(fmt_slope(sweep.get("memory_slopes", {}).get(state)))
         row.append(fmt_slope(sweep.get("anon_slopes", {}).get(state)))
         rows.append(row)

@@ -62,6 +62,7 @@ def scale_point(
         cell = {
             "status": row.get("status", "ok"),
             "elapsed_s": row.get("elapsed_s"),
+            "cpu_s": row.get("cpu_s"),
             "peak_rss_bytes": row.get("peak_rss_bytes"),
             "delta_rss_bytes": row.get("delta_rss_bytes"),
             "peak_anon_bytes": row.get("peak_anon_bytes"),
@@ -89,9 +90,9 @@ def slopes(
     """Per step: slope of log(``field``) on log(work) over the scales that finished it.
 
     Work is arrivals for :data:`ARRIVAL_STEPS` and merchants otherwise. ``field``:
-    ``elapsed_s`` for time; ``delta_rss_bytes`` (the peak over the child's after-import
-    baseline, so the ~170 MiB interpreter does not flatten the slope) or ``peak_anon_bytes``
-    for memory.
+    ``elapsed_s`` for time, ``cpu_s`` for CPU time; ``delta_rss_bytes`` (the peak over the
+    child's after-import baseline, so the ~170 MiB interpreter does not flatten the slope) or
+    ``peak_anon_bytes`` for memory.
     """
     out: dict[str, float | None] = {}
     for step in STEPS:
@@ -153,6 +154,7 @@ def run_sweep(
             "scales": scales,
             "states": list(STEPS),
             "slopes": slopes(scales),
+            "cpu_slopes": slopes(scales, "cpu_s"),
             "memory_slopes": slopes(scales, "delta_rss_bytes"),
             "anon_slopes": slopes(scales, "peak_anon_bytes"),
             "arrival_factor": arrival_factor,

@@ -310,3 +310,29 @@ def test_the_arrival_factor_scales_arrivals_per_merchant(
     worlds.clear()
     sweep.run_sweep(Ctx(), base, first, factors=(1, 10))  # type: ignore[arg-type]
     assert [w["roster_arrivals"] for w in worlds] == [3_000_000]  # ×1 reuses the profile
+
+
+def test_the_sweep_table_shows_the_cpu_slope() -> None:
+    from segment2b.bench.report import sweep_rows
+
+    points = [
+        {
+            "merchants": m,
+            "arrivals": 400 * m,
+            "states": {"S5": {"status": "ok", "elapsed_s": w, "cpu_s": c}},
+        }
+        for m, w, c in [(1_000, 1.0, 2.0), (10_000, 20.0, 20.0)]
+    ]
+    doc = {
+        "sweep": {
+            "scales": points,
+            "states": ["S5"],
+            "slopes": sweep.slopes(points),
+            "cpu_slopes": sweep.slopes(points, "cpu_s"),
+        }
+    }
+    headers, rows = sweep_rows(doc)
+    assert headers[-4:] == ["time slope", "CPU slope", "memory slope", "anon slope"]
+    assert rows[0][:4] == ["arrivals", "400,000", "", ""]
+    s5 = rows[1]
+    assert s5[-4:-2] == ["1.30", "1.00"]  # wall-clock grew 20x, CPU 10x for 10x the arrivals
