@@ -74,6 +74,8 @@ NOTES = [
     "runs with the arrivals that fit and says so. Time slope = least-squares fit of "
     "log(seconds) on log(work) over the scales that finished the step, where work is arrivals "
     "for roster/S5/S6/S7 and merchants otherwise (the same ratio unless a scale was capped); "
+    "CPU slope the same for CPU seconds (`time.process_time()` around the state: every thread of "
+    "the child, without the time spent waiting on the disk; S5's includes S6's preparation); "
     "memory slopes the same for Δ RSS and peak anon (steps sharing a child share its figure).",
     "Witness lane runs pure only: the Dagster definitions fix the panel at the four "
     "required seeds. Lane budgets are checked against process wall-clock.",
