@@ -987,6 +987,10 @@ def _as_constants(
     return constants
 
 
+Candidate = tuple[dict[str, pl.Series], dict[str, Any]]
+"""Predicted per-row columns and the fields holding one value on every row."""
+
+
 def _event_candidate(
     family: Family,
     selection: JsonlTable,
@@ -995,7 +999,7 @@ def _event_candidate(
     rules: RowRules,
     *,
     first_row: int = 0,
-) -> tuple[dict[str, pl.Series], dict[str, Any]] | None:
+) -> Candidate | None:
     """Group/site events predicted from the selection rows (same order) and S4; the rows are
     the family's rows ``first_row ..`` (their timestamps follow the file's time law)."""
     f = selection.frame
@@ -1040,10 +1044,6 @@ def _event_candidate(
     columns = {k: v.alias(k) for k, v in columns.items() if k in {r.name for r in rules.fields}}
     constants = _as_constants(columns, rules, maps)
     return None if constants is None else (columns, constants)
-
-
-Candidate = tuple[dict[str, pl.Series], dict[str, Any]]
-"""Predicted per-row columns and the fields holding one value on every row."""
 
 
 def _trace_segment(
@@ -1140,7 +1140,7 @@ def _trace_candidate(
         # S6 segment starts at the first line naming its module.
         pos = 0
         if index:
-            pos = s6_trace_start(maps)
+            pos = _s6_trace_start(maps)
             if pos < 0:
                 return None
         part = _trace_segment(fams, counters, _lines_at(maps, 2, pos=pos))
@@ -1150,7 +1150,7 @@ def _trace_candidate(
     return _candidate(pl.concat(parts), rules, maps)
 
 
-def s6_trace_start(maps: Sequence[mmap.mmap]) -> int:
+def _s6_trace_start(maps: Sequence[mmap.mmap]) -> int:
     """Byte offset of the trace's first S6 (``cdn_edge_pick``) line; -1 if none (or the
     trace is not one file)."""
     marker = f'"module": "{FAMILIES["cdn_edge_pick"].module}"'.encode()
