@@ -2311,7 +2311,8 @@ _S5_LINEAGE: Mapping[str, Sequence[tuple[str, str]]] = {
 
 def s5_lineage(sel: JsonlTable, group: pl.DataFrame, site: pl.DataFrame) -> None:
     """V-13 402: each selection row and its group / site event (same position) agree on the
-    counters and keys (the counters first, then the keys; the earliest row of each pass)."""
+    counters and keys. Checked in this order, raising at the first row of the first check
+    that differs: group counters, site counters, group keys, site keys."""
     for pass_ in (slice(0, 2), slice(2, None)):
         for name, frame in (("alias_pick_group", group), ("alias_pick_site", site)):
             hit = _first_diff(frame, sel.frame, _S5_LINEAGE[name][pass_])
