@@ -94,9 +94,9 @@ def _read_ahead(ranges: Sequence[tuple[LogFile, float, float]]) -> None:
     """Read ``(file, from share, to share)`` ranges into the page cache (run on a thread: the
     reads release the GIL). Only a hint: the windows map and check the files themselves.
 
-    Reading, not ``posix_fadvise(WILLNEED)``: Linux caps that request at one read-ahead window
-    (it measured as no read-ahead at all, 25-26 s from a cold cache at 4M arrivals against
-    21-23 s reading)."""
+    Reading, not ``posix_fadvise(WILLNEED)``: Linux caps that request at one read-ahead window.
+    From a cold cache at 4M arrivals it measured 23-27 s, like no read-ahead (25-27 s); reading
+    measured 21-23 s."""
     buf = bytearray(8 << 20)
     for lf, lo, hi in ranges:
         with lf.path.open("rb", buffering=0) as fh:
@@ -309,8 +309,6 @@ def _windows(
     rules_g, rules_s, rules_e = (audit.row_rules(f.schema_ref) for f in (fam_g, fam_s, fam_e))
     trace_rules = audit.row_rules(audit._TRACE_ROW)
     s5_law = audit._lines_at([trace.mm], 2)
-    # S4 by day, so a window takes its days' rows instead of filtering the whole table (which
-    # grows with merchants) once per window (which grow with arrivals).
     s4 = _S4Days(inputs.s4.select("merchant_id", "utc_day", "tz_group_id", "p_group").collect())
     sites = None
     if inputs.site_timezones is not None:
