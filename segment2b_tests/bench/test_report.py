@@ -96,6 +96,19 @@ def test_a_disk_capped_scale_measures_arrival_steps_against_arrivals() -> None:
     assert got["S3"] == pytest.approx(1.0)
 
 
+def test_a_scale_point_counts_the_arrivals_its_roster_published() -> None:
+    # 400k asked of 12,380 merchants; the roster's floor (two per merchant-day) gave 2.2M.
+    rows = [
+        {"step": "roster", "elapsed_s": 1.0, "rows": 2_225_849},
+        {"step": "S5", "elapsed_s": 9.0},
+    ]
+    point = sweep.scale_point({"rows": rows}, 12_380, 400_000)
+    assert (point["arrivals"], point["arrivals_requested"]) == (2_225_849, 400_000)
+    # A profile without the roster's count keeps the request.
+    point = sweep.scale_point({"rows": rows[1:]}, 12_380, 400_000)
+    assert point["arrivals"] == point["arrivals_requested"] == 400_000
+
+
 def test_arrivals_that_fit_caps_only_when_the_projection_overflows_the_disk() -> None:
     assert sweep.arrivals_that_fit(4_000_000, 2_500.0, 100 * 10**9) == (4_000_000, None)
     assert sweep.arrivals_that_fit(4_000_000, None, 10**6) == (4_000_000, None)
