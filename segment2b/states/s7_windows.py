@@ -334,24 +334,37 @@ def _windows(
         [(f, 0.0, 1.0) for f in (*plan[0][0], *plan[0][1])]
         + [(f, 0.0, float(share[1]) * 1.02) for f in singles],
     )
-    for k, (sel_files, edge_files) in enumerate(plan):
-        a = totals.selections
-        if k + 1 < len(plan):
-            lo, hi = float(share[k + 1]) * 0.98, float(share[k + 2]) * 1.02
-            ranges = [(f, 0.0, 1.0) for f in (*plan[k + 1][0], *plan[k + 1][1])]
-            ahead.submit(_read_ahead, ranges + [(f, lo, hi) for f in singles])
-        # V-12: both router logs of the window, in the exact path's functions.
+
+    def router_logs(k: int) -> tuple[JsonlTable, JsonlTable | None]:
+        """V-12 for window ``k``'s two router logs, in the exact path's functions."""
+        sel_files, edge_files = plan[k]
         sel = audit._read_router_log(
             sel_files, audit.SELECTION_ID, audit._SELECTION_ROW, inputs, reader
         )
-        if sel.height == 0:
-            raise _UndecidedError
-        last_sel = _carry_order(sel, "utc_timestamp", last_sel)
         edge = (
             audit._read_router_log(edge_files, audit.EDGE_LOG_ID, audit._EDGE_ROW, inputs, reader)
             if edge_files
             else None
         )
+        return sel, edge
+
+    # The next window's router logs are parsed while a window is checked: the parse is the
+    # one step of a window that needs nothing from the one before.
+    parse = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s7-parse")
+    stack.callback(parse.shutdown, wait=False, cancel_futures=True)
+    upcoming = parse.submit(router_logs, 0)
+    for k in range(len(plan)):
+        a = totals.selections
+        if k + 1 < len(plan):
+            lo, hi = float(share[k + 1]) * 0.98, float(share[k + 2]) * 1.02
+            ranges = [(f, 0.0, 1.0) for f in (*plan[k + 1][0], *plan[k + 1][1])]
+            ahead.submit(_read_ahead, ranges + [(f, lo, hi) for f in singles])
+        sel, edge = upcoming.result()
+        if k + 1 < len(plan):
+            upcoming = parse.submit(router_logs, k + 1)
+        if sel.height == 0:
+            raise _UndecidedError
+        last_sel = _carry_order(sel, "utc_timestamp", last_sel)
         if edge is not None:
             last_edge = _carry_order(edge, "utc_timestamp", last_edge)
         # V-13: the window's group and site events, predicted from its selection rows.
