@@ -73,7 +73,8 @@ NOTES = [
     "the bytes per arrival measured so far; a scale that would not fit 85 % of the free disk "
     "runs with the arrivals that fit and says so. Time slope = least-squares fit of "
     "log(seconds) on log(work) over the scales that finished the step, where work is arrivals "
-    "for roster/S5/S6/S7 and merchants otherwise (the same ratio unless a scale was capped); "
+    "(the roster's published count, which its floor of two per merchant-day can raise above "
+    "the request) for roster/S5/S6/S7 and merchants otherwise; "
     "CPU slope the same for CPU seconds (`time.process_time()` around the state: every thread of "
     "the child, without the time spent waiting on the disk; S5's includes S6's preparation); "
     "memory slopes the same for Δ RSS and peak anon (steps sharing a child share its figure).",
