@@ -32,7 +32,7 @@ import math
 import mmap
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache, partial
@@ -139,6 +139,8 @@ _SEED_TOKEN = re.compile(r"(?:^|/)seed=([^/]*)")
 _MF_TOKEN = re.compile(r"(?:^|/)manifest_fingerprint=([^/]*)")
 _DAY_TOKEN = re.compile(r"(?:^|/)utc_day=([^/]*)")
 _JSON_BLOCK = 1 << 24
+_STRICT_PIECE = 1 << 24
+"""Bytes per piece of the strict parse (whole lines; a longer line is a piece of its own)."""
 _EVENT_ANCHOR = "schemas.layer1.yaml#/rng/events/"
 _QUOTED = re.compile(r"'([^']*)'")
 
@@ -593,29 +595,56 @@ def _locate_bad_line(data: bytes, rules: RowRules) -> tuple[int, str]:
     return 0, "file does not parse as JSONL"
 
 
+def _line_pieces(path: Path, size: int) -> Iterator[bytes]:
+    """The file's bytes in pieces of whole lines of about ``size`` bytes (a longer line is a
+    piece of its own; the last piece may lack its newline). Nothing else is held: the strict
+    parse of a log larger than memory needs one piece at a time, not the whole file."""
+    with path.open("rb", buffering=0) as fh:
+        tail = b""
+        while block := fh.read(size):
+            data = tail + block if tail else block
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield data[:cut]
+            tail = data[cut:]
+        if tail:
+            yield tail
+
+
 def _parse_file(
-    lf: LogFile, data: bytes, rules: RowRules, *, validator: str, dataset: str
-) -> pa.Table:
-    """One file: strict parse, then exactly one object per non-blank line (else 400)."""
-    try:
-        table = _arrow_parse(data, rules) if data and not data.isspace() else _empty_table(rules)
-    except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):
-        table = None
-    if table is None or (
-        table.num_rows != line_count(data)
-        and table.num_rows != sum(1 for line in data.splitlines() if line.strip())
-    ):
-        line, detail = _locate_bad_line(data, rules)
-        raise AuditError(
-            validator,
-            "400",
-            f"line {line} breaks {rules.schema_ref}: {detail}",
-            dataset=dataset,
-            key=f"{lf.rel}:{line}",
-            file=lf.rel,
-            line=line,
-        )
-    return table
+    lf: LogFile, pieces: Iterable[bytes], rules: RowRules, *, validator: str, dataset: str
+) -> list[pa.Table]:
+    """One file, piece by piece: strict parse, then exactly one object per non-blank line of
+    each piece (else 400 naming the first physical line of the failing piece that does not
+    parse alone as one row). A piece is whole lines, so line numbers carry over exactly."""
+    tables: list[pa.Table] = []
+    before = 0  # lines of the file before this piece
+    for data in pieces:
+        try:
+            table = (
+                _arrow_parse(data, rules) if data and not data.isspace() else _empty_table(rules)
+            )
+        except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):
+            table = None
+        lines = line_count(data)
+        if table is None or (
+            table.num_rows != lines
+            and table.num_rows != sum(1 for line in data.splitlines() if line.strip())
+        ):
+            line, detail = _locate_bad_line(data, rules)
+            line = before + line if line else 0
+            raise AuditError(
+                validator,
+                "400",
+                f"line {line} breaks {rules.schema_ref}: {detail}",
+                dataset=dataset,
+                key=f"{lf.rel}:{line}",
+                file=lf.rel,
+                line=line,
+            )
+        tables.append(table)
+        before += lines
+    return tables
 
 
 # --- fast exact path ----------------------------------------------------------------------
@@ -1181,34 +1210,24 @@ def read_jsonl(
     """Parse JSONL files (path order, blank lines ignored) under ``rules``; 400 on any break.
 
     Strict: unknown keys, wrong JSON types, integers outside uint64 and duplicate keys fail
-    the parse. Byte-law files take the fast exact path (see above); otherwise all files are
-    parsed as one buffer (multi-threaded blocks) when every line holds one row, and file by
-    file to locate a failing physical line.
+    the parse. Byte-law files take the fast exact path (see above); otherwise each file is
+    parsed in pieces of whole lines (:data:`_STRICT_PIECE`), so besides the table only one
+    piece is in memory, and a failing physical line is looked for in its piece only (a log of
+    a large run would otherwise be held whole, and searched line by line from its start).
     """
     fast = _fast_table(files, rules)
     if fast is not None:
         return fast
-    datas = [lf.path.read_bytes() for lf in files]
-    lines = [line_count(d) for d in datas]
-    table: pa.Table | None = None
-    if len(datas) == 1:
-        buffer = datas[0]
-    else:
-        buffer = b"".join(d if not d or d.endswith(b"\n") else d + b"\n" for d in datas)
-    with contextlib.suppress(pa.ArrowInvalid, UnicodeDecodeError, ValueError):
-        table = (
-            _arrow_parse(buffer, rules) if buffer and not buffer.isspace() else _empty_table(rules)
+    parts: list[pa.Table] = []
+    counts: list[int] = []
+    for lf in files:
+        tables = _parse_file(
+            lf, _line_pieces(lf.path, _STRICT_PIECE), rules, validator=validator, dataset=dataset
         )
-    del buffer
-    counts = lines
-    # rows == lines: no blank line, no line with two objects (file by file otherwise).
-    if table is None or table.num_rows != sum(lines):
-        parts = [
-            _parse_file(lf, d, rules, validator=validator, dataset=dataset)
-            for lf, d in zip(files, datas, strict=True)
-        ]
-        counts = [t.num_rows for t in parts]
-        table = pa.concat_tables(parts) if parts else _empty_table(rules)
+        counts.append(sum(t.num_rows for t in tables))
+        parts.extend(tables)
+    table = pa.concat_tables(parts) if parts else _empty_table(rules)
+    del parts
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     offsets = np.concatenate(([0], np.cumsum(counts, dtype=np.int64))).astype(np.int64)

@@ -1168,6 +1168,16 @@ def test_fast_jsonl_path_equals_strict_parse(
     )
     monkeypatch.setattr(s7_audit, "_fast_table", lambda *_: None)
     strict = outcome()
+    # The strict parse reads each file in pieces of whole lines: any piece size (one line per
+    # piece, a few lines, the whole file) gives the same table, offsets, failing line and reason.
+    for piece in (1, 700):
+        monkeypatch.setattr(s7_audit, "_STRICT_PIECE", piece)
+        pieced = outcome()
+        assert pieced[0] == strict[0]
+        if strict[0] == "table":
+            assert pieced[1].equals(strict[1]) and pieced[2] == strict[2]
+        else:
+            assert pieced[1:] == strict[1:]
     assert fast[0] == strict[0]
     if fast[0] == "table":
         assert fast[1].schema == strict[1].schema and fast[1].equals(strict[1])
