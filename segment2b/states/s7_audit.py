@@ -2373,9 +2373,14 @@ def _v13(
 ) -> dict[str, JsonlTable]:
     """S5: stream id (405), both event scans, counts (402), per-arrival draw lineage (402)."""
     check_stream(sel, inputs, "V-13")
+    # Each family is cut to the columns the checks after its scan read (lineage here, the
+    # counters in V-16) before the next is read: at scale the full event tables are S7's peak.
     tables = {
-        name: _read_family(
-            FAMILIES[name], logs, inputs, "V-13", rows_expected=sel.height, reader=reader
+        name: _slim_table(
+            _read_family(
+                FAMILIES[name], logs, inputs, "V-13", rows_expected=sel.height, reader=reader
+            ),
+            (*_COUNTER_COLUMNS, *(column for column, _ in _S5_LINEAGE[name])),
         )
         for name in S5_FAMILIES
     }
@@ -2497,10 +2502,8 @@ def _v16(
         if n == 0:
             finals.append({"family": name, "events": 0})
             continue
-        # Final row: greatest after-counter, ties → last in file order (§5.3).
-        final = rows.sort(
-            "rng_counter_after_hi", "rng_counter_after_lo", "_row", maintain_order=True
-        ).row(-1, named=True)
+        final = _final_row(rows)
+        del rows  # one family's trace rows at a time
         if not final["events_total"] == final["draws_total"] == n:
             raise AuditError(
                 "V-16",
@@ -2526,6 +2529,18 @@ def _v16(
     st.samples.setdefault("logs", {})["families"] = finals
 
 
+def _final_row(rows: pl.DataFrame) -> dict[str, Any]:
+    """The final trace row of a family (§5.3): greatest after-counter, ties → last in file
+    order (greatest ``_row``). Found with masks, not a sort: at scale a sorted copy of a
+    family's rows was S7's peak on a failing run."""
+    hi, lo = rows["rng_counter_after_hi"], rows["rng_counter_after_lo"]
+    top = hi == hi.max()
+    best = top & (lo == lo.filter(top).max())
+    at = rows["_row"].filter(best).arg_max()
+    assert at is not None
+    return rows.filter(best).row(at, named=True)
+
+
 def trace_frame(trace: JsonlTable) -> pl.DataFrame:
     """The trace columns V-16 reconciles, with each row's index (``_row``)."""
     return trace.frame.select(
@@ -2539,9 +2554,9 @@ def reconcile_family(
     """V-16 402: ``fam``'s rows of ``tf`` (:func:`trace_frame`) are one per event of
     ``events`` (its rows ``first ..`` of the run), with the event's counters and running totals
     ``first + 1 ..`` (blocks = draws = 1 per event). Returns those trace rows."""
-    rows = tf.filter(
-        (pl.col("module") == fam.module) & (pl.col("substream_label") == fam.substream_label)
-    )
+    # Only the compared columns are copied for the family's rows (not its module and label).
+    mask = (tf["module"] == fam.module) & (tf["substream_label"] == fam.substream_label)
+    rows = tf.drop("module", "substream_label").filter(mask)
     n = events.height
     if rows.height == 0 and n:
         raise AuditError(
@@ -2747,13 +2762,16 @@ _COUNTER_COLUMNS = (
 _TOTAL_COLUMNS = ("events_total", "draws_total", "blocks_total")
 _SELECTION_COUNTERS = ("ctr_group_hi", "ctr_group_lo", "ctr_site_hi", "ctr_site_lo")
 _V15_SELECTION = ("merchant_id", "site_id", "tz_group_id")
+_SELECTION_AFTER_V12 = ("rng_stream_id", "utc_day", *_V15_SELECTION, *_SELECTION_COUNTERS)
+"""Selection columns read after V-12: the stream id (V-13 405), lineage keys and counters
+(V-13 402, the trace prediction), V-15's keys. The timestamps, the largest, are V-12's only."""
 _V15_EDGE = ("edge_id", "ip_country", "edge_lat", "edge_lon")
 
 
 def _slim_table(table: JsonlTable, columns: Sequence[str]) -> JsonlTable:
     """``table`` with only the ``columns`` later validators read; files and offsets stay, so
     rows are still located. Releases the other columns (at scale, most of S7's memory)."""
-    keep = [c for c in columns if c in table.frame.columns]
+    keep = [c for c in dict.fromkeys(columns) if c in table.frame.columns]
     return JsonlTable(
         table.frame.select(keep), table.files, table.offsets, table.constant & frozenset(keep)
     )
@@ -2770,7 +2788,10 @@ def _router_block(inputs: S7Inputs, ledger: AuditLedger, st: _State, reader: _Lo
         return
     t0 = time.perf_counter()
     sel = (
-        _read_router_log(logs.selection, SELECTION_ID, _SELECTION_ROW, inputs, reader)
+        _slim_table(
+            _read_router_log(logs.selection, SELECTION_ID, _SELECTION_ROW, inputs, reader),
+            _SELECTION_AFTER_V12,
+        )
         if logs.selection
         else None
     )

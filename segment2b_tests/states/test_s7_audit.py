@@ -1298,3 +1298,25 @@ def test_first_hit_by_distinct_values_equals_a_row_scan(bad_row: int | None) -> 
         assert got is None
     else:
         assert got == (expected[0], checks[expected[1]][0], checks[expected[1]][1])
+
+
+def test_final_trace_row_is_the_greatest_after_counter_last_in_file_order() -> None:
+    """§5.3's final row (greatest after-counter, ties → last in file order), found without a
+    sort, equals the sorted answer, ties and high words included."""
+    from segment2b.states import s7_audit
+
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        n = int(rng.integers(1, 40))
+        rows = pl.DataFrame(
+            {
+                "_row": np.arange(n, dtype=np.uint32) * 3,
+                "rng_counter_after_hi": rng.integers(0, 2, n, dtype=np.uint64),
+                "rng_counter_after_lo": rng.integers(0, 4, n, dtype=np.uint64) + np.uint64(2**63),
+                "events_total": np.arange(n, dtype=np.uint64),
+            }
+        )
+        want = rows.sort(
+            "rng_counter_after_hi", "rng_counter_after_lo", "_row", maintain_order=True
+        ).row(-1, named=True)
+        assert s7_audit._final_row(rows) == want
