@@ -2536,9 +2536,10 @@ def _final_row(rows: pl.DataFrame) -> dict[str, Any]:
     hi, lo = rows["rng_counter_after_hi"], rows["rng_counter_after_lo"]
     top = hi == hi.max()
     best = top & (lo == lo.filter(top).max())
-    at = rows["_row"].filter(best).arg_max()
+    ties = rows.filter(best)
+    at = ties["_row"].arg_max()
     assert at is not None
-    return rows.filter(best).row(at, named=True)
+    return ties.row(at, named=True)
 
 
 def trace_frame(trace: JsonlTable) -> pl.DataFrame:
